@@ -1,0 +1,335 @@
+/**
+ * The slash-command grammar, client → server (PROTOCOL.md, "Command grammar").
+ *
+ * `parseCommand` turns a frame into a typed command or a protocol error;
+ * `formatCommand` is its inverse, used by clients.
+ */
+import { type Code, Codes } from "./codes.ts";
+import { isChannelId, isPeerId } from "./ids.ts";
+
+/** Every command name, lowercase. */
+export const COMMANDS = [
+  "descp",
+  "join",
+  "quit",
+  "privmsg",
+  "pubmsg",
+  "broadcast",
+  "whois",
+  "peers",
+  "invite",
+  "away",
+  "kick",
+  "ban",
+  "unban",
+] as const;
+
+/** A command name, lowercase. */
+export type CommandName = typeof COMMANDS[number];
+
+/** Longest channel key, in characters. */
+export const MAX_KEY = 128;
+/** Longest peer name, in Unicode code points. */
+export const MAX_NAME = 64;
+/** Largest `meta` of a description, in bytes of JSON. */
+export const MAX_META = 4096;
+
+/** A peer's self-description, the argument of `/descp`, validated. */
+export interface Description {
+  id: string;
+  name: string;
+  meta: Record<string, unknown>;
+  resume?: string;
+  token?: string;
+  admin?: string;
+}
+
+/** A parsed command frame. Ids are lowercase. */
+export type Command =
+  | { cmd: "descp"; desc: Description }
+  | { cmd: "join"; channel: string; token?: string }
+  | { cmd: "quit"; channel: string }
+  | { cmd: "privmsg"; peer: string; text: string }
+  | { cmd: "pubmsg"; channel: string; text: string }
+  | { cmd: "broadcast"; text: string }
+  | { cmd: "whois"; peer?: string; channel?: string }
+  | { cmd: "peers"; channel: string; offset: number }
+  | { cmd: "invite"; peer: string; channel?: string }
+  | { cmd: "away"; text?: string }
+  | { cmd: "kick"; peer: string; channel?: string; text?: string }
+  | { cmd: "ban" | "unban"; peer: string; channel?: string };
+
+/** Why a frame is not a valid command: the code and message of its error reply. */
+export interface ParseError {
+  cmd: CommandName | null;
+  code: Code;
+  message: string;
+}
+
+/** The result of {@linkcode parseCommand}. */
+export type ParseResult = { ok: true; command: Command } | { ok: false; error: ParseError };
+
+const NAMES = new Set<string>(COMMANDS);
+const ALPHA = /^[A-Za-z]+$/;
+
+/** Thrown inside the parser only; turned into a {@linkcode ParseError}. */
+class Bad {
+  constructor(readonly code: Code, readonly message: string) {}
+}
+
+/** Reads space-separated words off a frame, and the verbatim text after them. */
+class Reader {
+  #s: string;
+  #i: number;
+  constructor(s: string, i: number) {
+    this.#s = s;
+    this.#i = i;
+  }
+  /** The next word after a run of spaces, or undefined at the end. */
+  word(): string | undefined {
+    const s = this.#s;
+    let i = this.#i;
+    while (s.charCodeAt(i) === 32) i++;
+    if (i >= s.length) {
+      this.#i = i;
+      return undefined;
+    }
+    let j = s.indexOf(" ", i);
+    if (j < 0) j = s.length;
+    this.#i = j;
+    return s.slice(i, j);
+  }
+  /** The next word without consuming it. */
+  peek(): string | undefined {
+    const at = this.#i;
+    const w = this.word();
+    this.#i = at;
+    return w;
+  }
+  /** Everything after exactly one space, verbatim; undefined when empty. */
+  text(): string | undefined {
+    const s = this.#s;
+    if (this.#i >= s.length) return undefined;
+    // `#i` sits on the single separating space.
+    const t = s.slice(this.#i + 1);
+    this.#i = s.length;
+    return t.length > 0 ? t : undefined;
+  }
+  /** 461 when words remain that the command does not take. */
+  end(): void {
+    if (this.word() !== undefined) throw new Bad(Codes.ERR_NEEDMOREPARAMS, "Too many arguments");
+  }
+}
+
+function peerArg(r: Reader, what = "peer id"): string {
+  const w = r.word();
+  if (w === undefined) throw new Bad(Codes.ERR_NEEDMOREPARAMS, `Missing ${what}`);
+  if (!isPeerId(w)) throw new Bad(Codes.ERR_ERRONEUSNICKNAME, `Malformed peer id: ${clip(w)}`);
+  return w.toLowerCase();
+}
+
+function channelArg(r: Reader): string {
+  const w = r.word();
+  if (w === undefined) throw new Bad(Codes.ERR_NEEDMOREPARAMS, "Missing channel");
+  return channelWord(w);
+}
+
+function channelWord(w: string): string {
+  if (!isChannelId(w)) throw new Bad(Codes.ERR_ERRONEUSNICKNAME, `Malformed channel: ${clip(w)}`);
+  return w.toLowerCase();
+}
+
+/** An optional channel: the next word when it starts with `#`. */
+function optionalChannel(r: Reader): string | undefined {
+  const w = r.peek();
+  if (w === undefined || w[0] !== "#") return undefined;
+  r.word();
+  return channelWord(w);
+}
+
+function requiredText(r: Reader): string {
+  const t = r.text();
+  if (t === undefined) throw new Bad(Codes.ERR_NEEDMOREPARAMS, "Missing text");
+  return t;
+}
+
+function clip(s: string): string {
+  return s.length > 40 ? s.slice(0, 40) + "…" : s;
+}
+
+/** Byte length of `s` as UTF-8. */
+export function byteLength(s: string): number {
+  let n = s.length;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    // A surrogate half counts 2 here, so a pair makes 4 bytes.
+    if (c >= 0x80) n += c >= 0x800 && (c < 0xd800 || c > 0xdfff) ? 2 : 1;
+  }
+  return n;
+}
+
+/**
+ * Validates the JSON argument of `/descp`: `id` and `name` required, the
+ * reserved fields `resume`, `token`, `admin` split off, everything else kept
+ * as `meta` (a `__proto__` key stays plain data).
+ */
+export function parseDescription(json: string): Description {
+  let body: unknown;
+  try {
+    body = JSON.parse(json);
+  } catch {
+    throw new Bad(Codes.ERR_ERRONEUSNICKNAME, "descp takes a JSON object");
+  }
+  if (typeof body !== "object" || body === null || Array.isArray(body)) {
+    throw new Bad(Codes.ERR_ERRONEUSNICKNAME, "descp takes a JSON object");
+  }
+  // Rest destructuring copies own data properties: `__proto__` stays a key.
+  const { id, name, resume, token, admin, ...meta } = body as Record<string, unknown>;
+  // 417 (size) outranks 432 (syntax).
+  if (typeof name === "string" && [...name].length > MAX_NAME) {
+    throw new Bad(Codes.ERR_INPUTTOOLONG, `name is longer than ${MAX_NAME} characters`);
+  }
+  if (byteLength(JSON.stringify(meta)) > MAX_META) {
+    throw new Bad(Codes.ERR_INPUTTOOLONG, `meta is larger than ${MAX_META} bytes`);
+  }
+  if (typeof id !== "string" || !isPeerId(id)) {
+    throw new Bad(Codes.ERR_ERRONEUSNICKNAME, "id must be 24 hex digits (a BSON ObjectId)");
+  }
+  if (typeof name !== "string" || name.length === 0) {
+    throw new Bad(Codes.ERR_ERRONEUSNICKNAME, "name must be a non-empty string");
+  }
+  for (const [field, v] of [["resume", resume], ["token", token], ["admin", admin]]) {
+    if (v !== undefined && typeof v !== "string") {
+      throw new Bad(Codes.ERR_ERRONEUSNICKNAME, `${field} must be a string`);
+    }
+  }
+  const desc: Description = { id: id.toLowerCase(), name, meta };
+  if (typeof resume === "string") desc.resume = resume;
+  if (typeof token === "string") desc.token = token;
+  if (typeof admin === "string") desc.admin = admin;
+  return desc;
+}
+
+function parseArgs(cmd: CommandName, r: Reader): Command {
+  switch (cmd) {
+    case "descp": {
+      const t = r.text();
+      if (t === undefined) throw new Bad(Codes.ERR_NEEDMOREPARAMS, "descp needs a JSON object");
+      return { cmd, desc: parseDescription(t) };
+    }
+    case "join": {
+      const channel = channelArg(r);
+      const token = r.word();
+      if (token !== undefined && token.length > MAX_KEY) {
+        throw new Bad(Codes.ERR_INPUTTOOLONG, `Channel key is longer than ${MAX_KEY} characters`);
+      }
+      r.end();
+      return token === undefined ? { cmd, channel } : { cmd, channel, token };
+    }
+    case "quit": {
+      const channel = channelArg(r);
+      r.end();
+      return { cmd, channel };
+    }
+    case "privmsg": {
+      const peer = peerArg(r);
+      return { cmd, peer, text: requiredText(r) };
+    }
+    case "pubmsg": {
+      const channel = channelArg(r);
+      return { cmd, channel, text: requiredText(r) };
+    }
+    case "broadcast":
+      return { cmd, text: requiredText(r) };
+    case "away": {
+      const text = r.text();
+      return text === undefined ? { cmd } : { cmd, text };
+    }
+    case "whois": {
+      const w = r.word();
+      if (w === undefined) throw new Bad(Codes.ERR_NEEDMOREPARAMS, "Missing peer id or channel");
+      r.end();
+      if (w[0] === "#") return { cmd, channel: channelWord(w) };
+      if (!isPeerId(w)) throw new Bad(Codes.ERR_ERRONEUSNICKNAME, `Malformed peer id: ${clip(w)}`);
+      return { cmd, peer: w.toLowerCase() };
+    }
+    case "peers": {
+      const channel = channelArg(r);
+      const o = r.word();
+      r.end();
+      let offset = 0;
+      if (o !== undefined) {
+        if (!/^\d{1,9}$/.test(o)) {
+          throw new Bad(Codes.ERR_NEEDMOREPARAMS, "offset must be a non-negative integer");
+        }
+        offset = Number(o);
+      }
+      return { cmd, channel, offset };
+    }
+    case "invite":
+    case "ban":
+    case "unban": {
+      const peer = peerArg(r);
+      const channel = optionalChannel(r);
+      r.end();
+      return channel === undefined ? { cmd, peer } : { cmd, peer, channel };
+    }
+    case "kick": {
+      const peer = peerArg(r);
+      const channel = optionalChannel(r);
+      const text = r.text();
+      const c: Command = { cmd, peer };
+      if (channel !== undefined) c.channel = channel;
+      if (text !== undefined) c.text = text;
+      return c;
+    }
+  }
+}
+
+/**
+ * Parses one client frame. Never throws: a bad frame yields the error reply
+ * the protocol prescribes (421 unknown, 461 arguments, 432 ids, 417 sizes).
+ */
+export function parseCommand(frame: string): ParseResult {
+  if (frame.charCodeAt(0) !== 47 /* "/" */) {
+    return fail(null, Codes.ERR_UNKNOWNCOMMAND, "A command starts with /");
+  }
+  let end = frame.indexOf(" ");
+  if (end < 0) end = frame.length;
+  const word = frame.slice(1, end);
+  const name = word.toLowerCase();
+  if (!ALPHA.test(word) || !NAMES.has(name)) {
+    return fail(null, Codes.ERR_UNKNOWNCOMMAND, `Unknown command: ${clip(word)}`);
+  }
+  const cmd = name as CommandName;
+  try {
+    return { ok: true, command: parseArgs(cmd, new Reader(frame, end)) };
+  } catch (e) {
+    if (e instanceof Bad) return fail(cmd, e.code, e.message);
+    throw e;
+  }
+}
+
+function fail(cmd: CommandName | null, code: Code, message: string): ParseResult {
+  return { ok: false, error: { cmd, code, message } };
+}
+
+/**
+ * Formats a command frame: words joined by single spaces, the optional
+ * trailing `text` appended verbatim.
+ *
+ * @example
+ * ```ts
+ * formatCommand("privmsg", ["65a1f0c2e4b0a1b2c3d4e5f6"], "v=0\r\n...");
+ * ```
+ */
+export function formatCommand(
+  cmd: CommandName,
+  words: readonly string[] = [],
+  text?: string,
+): string {
+  let frame = "/" + cmd;
+  for (const w of words) frame += " " + w;
+  if (text !== undefined && text.length > 0) frame += " " + text;
+  return frame;
+}

@@ -1,0 +1,24 @@
+/** Peer and channel ids: BSON ObjectIds as 24 lowercase hex digits. */
+import { ObjectId } from "bson";
+
+const HEX24 = /^[0-9a-fA-F]{24}$/;
+
+/** A new id, unique across server nodes and clients (a BSON ObjectId in hex). */
+export function newId(): string {
+  return new ObjectId().toHexString();
+}
+
+/** Whether `s` is a peer id: 24 hex digits, any case. */
+export function isPeerId(s: string): boolean {
+  return s.length === 24 && HEX24.test(s);
+}
+
+/** Whether `s` is a channel id: `#` and 24 hex digits, any case. */
+export function isChannelId(s: string): boolean {
+  return s.length === 25 && s[0] === "#" && HEX24.test(s.slice(1));
+}
+
+/** A new channel id, e.g. for a stream's chat: `#` + a fresh ObjectId. */
+export function newChannelId(): string {
+  return "#" + newId();
+}

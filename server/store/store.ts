@@ -1,0 +1,159 @@
+/**
+ * The `Store`: everything that must outlive a socket (peers, channels,
+ * memberships), behind one asynchronous interface. Each method is atomic as
+ * the protocol needs it, so several server nodes sharing one store cannot
+ * break an invariant (two sessions for one id, a banned member inside).
+ *
+ * Implementations: `memory.ts` (the default) and `redis.ts`.
+ */
+import type { Code, PeerEntry } from "../../protocol/mod.ts";
+
+/** A failed store operation: the protocol error it maps to. */
+export interface Fail {
+  error: Code;
+}
+
+/** Whether `r` is a {@linkcode Fail}. */
+export function failed<T extends object>(r: T | Fail): r is Fail {
+  return "error" in r;
+}
+
+/** What `/descp` asks of the store. */
+export interface Claim {
+  id: string;
+  name: string;
+  meta: Record<string, unknown>;
+  admin: boolean;
+  /** SHA-256 (hex) of the resume token the client presented, if any. */
+  resumeHash: string | null;
+  /** SHA-256 (hex) of a fresh token, kept when the id is new. */
+  freshHash: string;
+  /** The node and session taking the id. */
+  node: string;
+  session: string;
+}
+
+/** A successful claim. */
+export interface Claimed {
+  /** True when the id was new and `freshHash` is now its resume hash. */
+  fresh: boolean;
+  /** Channels the peer is in (non-empty after a resume), in join order. */
+  channels: string[];
+  /** Away state carried over by a resume. */
+  away: boolean;
+  message?: string;
+  /** The live session this claim replaced, to be closed with 4002. */
+  replaced?: { node: string; session: string };
+}
+
+/** A peer as `/whois` shows it. */
+export interface PeerView {
+  id: string;
+  name: string;
+  meta: Record<string, unknown>;
+  admin: boolean;
+  away: boolean;
+  message?: string;
+  online: boolean;
+  channels: { channel: string; keyed: boolean }[];
+}
+
+/** A channel as `/whois #channel` shows it. */
+export interface ChannelView {
+  channel: string;
+  created: number;
+  keyed: boolean;
+  operators: string[];
+  total: number;
+}
+
+/** A successful `/join`. */
+export interface Joined {
+  created: boolean;
+  op: boolean;
+  /** The peer was already a member: nothing changed. */
+  already: boolean;
+  total: number;
+}
+
+/** A channel a change touched, and its member count after it. */
+export interface Touched {
+  channel: string;
+  total: number;
+}
+
+/** A peer whose grace ended: it was removed from these channels. */
+export interface Expired {
+  id: string;
+  channels: Touched[];
+}
+
+/** Limits the store enforces inside its atomic operations. */
+export interface StoreLimits {
+  /** Channels per peer (`405`). */
+  maxChannels: number;
+  /** How long an empty channel and a pending invite are kept, ms. */
+  retentionMs: number;
+}
+
+/** The state store. Every method is atomic. */
+export interface Store {
+  /** "memory" or "redis". */
+  readonly kind: string;
+  /** Takes an id for a session: new, or resumed with the matching token; `433` otherwise. */
+  claimPeer(claim: Claim): Promise<Claimed | Fail>;
+  /** Updates name, meta and admin of a peer the session holds. */
+  describePeer(
+    id: string,
+    session: string,
+    desc: { name: string; meta: Record<string, unknown>; admin: boolean },
+  ): Promise<void>;
+  /** The session's socket closed: the peer enters its grace until `graceUntil` (no-op if replaced). */
+  releasePeer(id: string, session: string, graceUntil: number): Promise<void>;
+  /** Removes every peer whose grace ended by `now` from its channels, once cluster-wide. */
+  expirePeers(now: number): Promise<Expired[]>;
+  /** One peer, online or in its grace; null when unknown. */
+  getPeer(id: string): Promise<PeerView | null>;
+  /** Sets away (`away` true with `message`), clears it (false), or toggles (null). */
+  setAway(
+    id: string,
+    away: boolean | null,
+    message?: string,
+  ): Promise<{ away: boolean; message?: string; channels: Touched[] }>;
+  /** Joins (creating the channel with `keyHash` as its key): `474`, `475`, `405`. */
+  join(id: string, channel: string, keyHash: string | null): Promise<Joined | Fail>;
+  /** Leaves a channel: `403`, `442`. */
+  quit(id: string, channel: string): Promise<Touched | Fail>;
+  /** Operator `by` removes member `target`: `403`, `482`, `441`. */
+  kick(by: string, target: string, channel: string): Promise<Touched | Fail>;
+  /** Operator `by` bans `target` (removing it if a member): `403`, `482`. */
+  ban(
+    by: string,
+    target: string,
+    channel: string,
+  ): Promise<(Touched & { wasMember: boolean }) | Fail>;
+  /** Operator `by` lifts the ban on `target`: `403`, `482`. */
+  unban(by: string, target: string, channel: string): Promise<Touched | Fail>;
+  /** Member `by` invites `target` to join once, key or not: `403`, `442`, `443`, `474`. */
+  invite(by: string, target: string, channel: string): Promise<Touched | Fail>;
+  /** The subset of `channels` where `id` is an operator. */
+  operatorOf(id: string, channels: readonly string[]): Promise<string[]>;
+  /** One channel, or null when it does not exist. */
+  getChannel(channel: string): Promise<ChannelView | null>;
+  /** A page of members in join order. */
+  members(channel: string, offset: number, limit: number): Promise<PeerEntry[]>;
+  /** Peers online on all nodes. */
+  onlineCount(): Promise<number>;
+  /** Whether the store is reachable. */
+  ping(): Promise<boolean>;
+  /** Flushes and releases connections. */
+  close(): Promise<void>;
+}
+
+/** Constant-time comparison of two strings of hex digits (hashes). */
+export function sameHash(a: string, b: string): boolean {
+  if (a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i);
+  return diff === 0;
+}
