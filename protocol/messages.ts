@@ -65,6 +65,8 @@ export const ReplyData = {
       operators: z.array(str),
       keyed: bool,
       created: num,
+      /** Members in all; `members` holds at most the first 500 (see `/peers`). */
+      total: opt(num),
     }),
   ]),
   peers: z.object({

@@ -1,0 +1,109 @@
+/**
+ * Signaller: the single entry. Reads the configuration, builds the store and
+ * the hub, picks the runtime adapter (Bun or Deno) and serves.
+ *
+ *     deno run -A server.ts [--port 3012] [--redis redis://127.0.0.1:6379] ...
+ *     bun server.ts ...
+ *
+ * @module
+ */
+import process from "node:process";
+import { readFileSync } from "node:fs";
+import pkg from "./package.json" with { type: "json" };
+import { newId } from "./protocol/mod.ts";
+import { iceServers, jwtAuth } from "./server/auth.ts";
+import { type Config, ConfigError, parseConfig, usage } from "./server/config.ts";
+import { Hub } from "./server/hub.ts";
+import { createLogger } from "./server/log.ts";
+import { MemoryStore } from "./server/store/memory.ts";
+import type { Bus } from "./server/bus.ts";
+import type { Store } from "./server/store/store.ts";
+import type { Listener, ServeOptions } from "./server/serve.ts";
+
+let config: Config;
+try {
+  config = parseConfig(process.argv.slice(2), process.env);
+} catch (e) {
+  if (!(e instanceof ConfigError)) throw e;
+  console.error(`signaller: ${e.message}\n\n${usage()}`);
+  process.exit(2);
+}
+if (config.help) {
+  console.log(usage());
+  process.exit(0);
+}
+
+const log = createLogger(config.log);
+const node = newId();
+const generatedAdmin = config.adminToken === undefined;
+const adminToken = config.adminToken ?? crypto.randomUUID();
+const limits = { maxChannels: config.maxChannels, retentionMs: config.retentionMs };
+
+let store: Store = new MemoryStore(limits);
+let bus: Bus | undefined;
+let hub: Hub | undefined;
+if (config.redis !== undefined) {
+  const { RedisStore } = await import("./server/store/redis.ts");
+  const { RedisBus } = await import("./server/store/redis_bus.ts");
+  const o = { prefix: config.redisPrefix, node };
+  store = new RedisStore(config.redis, { ...o, graceMs: config.graceMs, limits });
+  bus = new RedisBus(config.redis, { ...o, deliver: (topic, env) => hub?.deliver(topic, env) });
+}
+
+hub = new Hub({
+  store,
+  bus,
+  node,
+  adminToken,
+  auth: config.authSecret === undefined ? undefined : jwtAuth(config.authSecret),
+  iceServers: config.stun || config.turn
+    ? iceServers(config.stun, config.turn, config.turnSecret)
+    : undefined,
+  graceMs: config.graceMs,
+  handshakeMs: config.handshakeMs,
+  maxFrame: config.maxFrame,
+  rate: config.rate,
+  burst: config.burst,
+  presenceLimit: config.presenceLimit,
+  maxBuffered: config.maxBuffered,
+  version: pkg.version,
+  log,
+});
+
+const serveOptions: ServeOptions = {
+  port: config.port,
+  host: config.host,
+  cert: config.cert === undefined ? undefined : readFileSync(config.cert, "utf8"),
+  key: config.key === undefined ? undefined : readFileSync(config.key, "utf8"),
+  allowOrigin: config.allowOrigin,
+  maxPayload: config.maxFrame * 16,
+};
+// The runtime is picked here, and only here.
+const runtime = "Bun" in globalThis ? "bun" : "deno";
+const adapter = runtime === "bun"
+  ? await import("./server/bun.ts")
+  : await import("./server/deno.ts");
+const listener: Listener = await adapter.serve(hub, serveOptions);
+
+const scheme = config.cert === undefined ? "ws" : "wss";
+console.log(`signaller listening on ${scheme}://${listener.host}:${listener.port}/`);
+if (generatedAdmin) console.log(`admin token (generated): ${adminToken}`);
+log.info("started", {
+  runtime,
+  node,
+  store: store.kind,
+  port: listener.port,
+  version: pkg.version,
+});
+
+let stopping = false;
+async function stop(signal: string): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  log.info("shutting down", { signal });
+  await hub!.shutdown();
+  await listener.close();
+  process.exit(0);
+}
+process.on("SIGTERM", () => void stop("SIGTERM"));
+process.on("SIGINT", () => void stop("SIGINT"));

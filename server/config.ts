@@ -1,0 +1,239 @@
+/** Server configuration: every option is a flag and an environment variable; flags win. */
+import { parseArgs } from "node:util";
+import { type Level, LEVELS } from "./log.ts";
+
+/** The server's configuration, resolved. */
+export interface Config {
+  port: number;
+  host: string;
+  redis?: string;
+  redisPrefix: string;
+  adminToken?: string;
+  authSecret?: string;
+  graceMs: number;
+  handshakeMs: number;
+  retentionMs: number;
+  maxFrame: number;
+  rate: number;
+  burst: number;
+  presenceLimit: number;
+  maxBuffered: number;
+  maxChannels: number;
+  allowOrigin?: string[];
+  stun?: string[];
+  turn?: string[];
+  turnSecret?: string;
+  cert?: string;
+  key?: string;
+  log: Level;
+  help: boolean;
+}
+
+interface Option {
+  flag: string;
+  env: string;
+  def?: string;
+  kind: "int" | "string" | "list" | "level";
+  help: string;
+}
+
+/** Every option: flag, environment variable, default, meaning. */
+export const OPTIONS: Record<Exclude<keyof Config, "help">, Option> = {
+  port: {
+    flag: "port",
+    env: "PORT",
+    def: "3012",
+    kind: "int",
+    help: "listen port (0: any free port)",
+  },
+  host: { flag: "host", env: "HOST", def: "0.0.0.0", kind: "string", help: "listen address" },
+  redis: {
+    flag: "redis",
+    env: "REDIS_URL",
+    kind: "string",
+    help: "keep state in Redis and join its cluster of nodes",
+  },
+  redisPrefix: {
+    flag: "redis-prefix",
+    env: "REDIS_PREFIX",
+    def: "signaller:",
+    kind: "string",
+    help: "key and channel prefix in Redis",
+  },
+  adminToken: {
+    flag: "admin-token",
+    env: "SIGNALLER_ADMIN_TOKEN",
+    kind: "string",
+    help:
+      "descp field `admin` with this value makes the peer a server admin (random, printed, when unset)",
+  },
+  authSecret: {
+    flag: "auth-secret",
+    env: "SIGNALLER_AUTH_SECRET",
+    kind: "string",
+    help: "HS256 secret: descp must carry `token`, a JWT whose `sub` is the id",
+  },
+  graceMs: {
+    flag: "grace-ms",
+    env: "SIGNALLER_GRACE_MS",
+    def: "30000",
+    kind: "int",
+    help: "disconnect grace period",
+  },
+  handshakeMs: {
+    flag: "handshake-ms",
+    env: "SIGNALLER_HANDSHAKE_MS",
+    def: "10000",
+    kind: "int",
+    help: "time allowed before /descp",
+  },
+  retentionMs: {
+    flag: "retention-ms",
+    env: "SIGNALLER_RETENTION_MS",
+    def: "3600000",
+    kind: "int",
+    help: "how long an empty channel is kept",
+  },
+  maxFrame: {
+    flag: "max-frame",
+    env: "SIGNALLER_MAX_FRAME",
+    def: "65536",
+    kind: "int",
+    help: "largest accepted frame, bytes",
+  },
+  rate: {
+    flag: "rate",
+    env: "SIGNALLER_RATE",
+    def: "20",
+    kind: "int",
+    help: "messages per second per peer (0: no rate limiting)",
+  },
+  burst: {
+    flag: "burst",
+    env: "SIGNALLER_BURST",
+    def: "40",
+    kind: "int",
+    help: "message burst per peer",
+  },
+  presenceLimit: {
+    flag: "presence-limit",
+    env: "SIGNALLER_PRESENCE_LIMIT",
+    def: "1000",
+    kind: "int",
+    help: "channels bigger than this send no join/quit/away events",
+  },
+  maxBuffered: {
+    flag: "max-buffered",
+    env: "SIGNALLER_MAX_BUFFERED",
+    def: "1048576",
+    kind: "int",
+    help: "bytes queued to one client before it is closed 4008",
+  },
+  maxChannels: {
+    flag: "max-channels",
+    env: "SIGNALLER_MAX_CHANNELS",
+    def: "100",
+    kind: "int",
+    help: "channels one peer may be in",
+  },
+  allowOrigin: {
+    flag: "allow-origin",
+    env: "SIGNALLER_ALLOW_ORIGIN",
+    kind: "list",
+    help: "comma-separated Origins allowed to open a WebSocket (default: any)",
+  },
+  stun: {
+    flag: "stun",
+    env: "SIGNALLER_STUN",
+    kind: "list",
+    help: "STUN URLs handed out in the descp reply",
+  },
+  turn: {
+    flag: "turn",
+    env: "SIGNALLER_TURN",
+    kind: "list",
+    help: "TURN URLs handed out in the descp reply",
+  },
+  turnSecret: {
+    flag: "turn-secret",
+    env: "SIGNALLER_TURN_SECRET",
+    kind: "string",
+    help: "shared secret for short-lived TURN credentials (coturn REST API)",
+  },
+  cert: {
+    flag: "cert",
+    env: "SIGNALLER_CERT",
+    kind: "string",
+    help: "TLS certificate file (PEM): serve wss://",
+  },
+  key: { flag: "key", env: "SIGNALLER_KEY", kind: "string", help: "TLS private key file (PEM)" },
+  log: {
+    flag: "log",
+    env: "SIGNALLER_LOG",
+    def: "info",
+    kind: "level",
+    help: "log level: debug, info, warn, error",
+  },
+};
+
+/** Thrown for a bad flag or value; the message says which. */
+export class ConfigError extends Error {}
+
+/** Resolves the configuration from command-line `args` and environment `env`. */
+export function parseConfig(args: string[], env: Record<string, string | undefined>): Config {
+  const options: Record<string, { type: "string" | "boolean" }> = { help: { type: "boolean" } };
+  for (const o of Object.values(OPTIONS)) options[o.flag] = { type: "string" };
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    values = parseArgs({ args, options, strict: true, allowPositionals: false }).values;
+  } catch (e) {
+    throw new ConfigError((e as Error).message);
+  }
+  const config: Record<string, unknown> = { help: values.help === true };
+  for (const [name, o] of Object.entries(OPTIONS)) {
+    const raw = (values[o.flag] as string | undefined) ?? env[o.env] ?? o.def;
+    if (raw === undefined || raw === "") continue;
+    config[name] = convert(o, raw);
+  }
+  return config as unknown as Config;
+}
+
+function convert(o: Option, raw: string): unknown {
+  switch (o.kind) {
+    case "int": {
+      if (!/^\d+$/.test(raw)) {
+        throw new ConfigError(`--${o.flag} (${o.env}) takes a non-negative integer, not ${raw}`);
+      }
+      return Number(raw);
+    }
+    case "list":
+      return raw.split(",").map((s) => s.trim()).filter((s) => s.length > 0);
+    case "level":
+      if (!(LEVELS as readonly string[]).includes(raw)) {
+        throw new ConfigError(`--${o.flag} takes one of ${LEVELS.join(", ")}`);
+      }
+      return raw;
+    default:
+      return raw;
+  }
+}
+
+/** The `--help` text. */
+export function usage(): string {
+  const lines = [
+    "signaller — WebRTC signalling server for live streaming",
+    "",
+    "usage: deno run -A server.ts [options]    or    bun server.ts [options]",
+    "",
+    "Every option is also an environment variable; flags win. Durations in ms.",
+    "",
+  ];
+  for (const o of Object.values(OPTIONS)) {
+    const left = `  --${o.flag}${
+      o.kind === "level" || o.kind === "string" || o.kind === "list" ? " VALUE" : " N"
+    }`;
+    lines.push(`${left.padEnd(26)}${o.env.padEnd(26)}${o.help}${o.def ? ` [${o.def}]` : ""}`);
+  }
+  lines.push("  --help                  print this text");
+  return lines.join("\n");
+}

@@ -1,0 +1,40 @@
+/** The HTTP routes next to the socket: health, metrics, the page at `/`. */
+import type { Hub } from "./hub.ts";
+
+/** Answers a plain HTTP request (anything but a WebSocket upgrade). */
+export async function handleHttp(req: Request, hub: Hub): Promise<Response> {
+  const path = new URL(req.url).pathname;
+  if (req.method !== "GET" && req.method !== "HEAD") {
+    return new Response("method not allowed\n", { status: 405 });
+  }
+  switch (path) {
+    case "/healthz":
+      return (await hub.healthy())
+        ? new Response("ok\n", { headers: { "content-type": "text/plain" } })
+        : new Response("store unreachable\n", {
+          status: 503,
+          headers: { "content-type": "text/plain" },
+        });
+    case "/metrics":
+      return new Response(hub.metrics.render(), {
+        headers: { "content-type": "text/plain; version=0.0.4" },
+      });
+    case "/":
+      return new Response(PAGE, { headers: { "content-type": "text/html; charset=utf-8" } });
+    default:
+      return new Response("not found\n", { status: 404 });
+  }
+}
+
+/** Whether a WebSocket upgrade from `origin` is allowed by the `--allow-origin` list. */
+export function originAllowed(origin: string | null, allowed: string[] | undefined): boolean {
+  return allowed === undefined || (origin !== null && allowed.includes(origin));
+}
+
+const PAGE = `<!doctype html>
+<meta charset="utf-8">
+<title>Signaller</title>
+<h1>Signaller</h1>
+<p>A WebRTC signalling server. Open a WebSocket to this address and send <code>/descp {"id":"…","name":"…"}</code>.</p>
+<p><a href="/healthz">/healthz</a> · <a href="/metrics">/metrics</a></p>
+`;
