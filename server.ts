@@ -41,16 +41,16 @@ const limits = { maxChannels: config.maxChannels, retentionMs: config.retentionM
 
 let store: Store = new MemoryStore(limits);
 let bus: Bus | undefined;
-let hub: Hub | undefined;
 if (config.redis !== undefined) {
   const { RedisStore } = await import("./server/store/redis.ts");
   const { RedisBus } = await import("./server/store/redis_bus.ts");
   const o = { prefix: config.redisPrefix, node };
   store = new RedisStore(config.redis, { ...o, graceMs: config.graceMs, limits });
-  bus = new RedisBus(config.redis, { ...o, deliver: (topic, env) => hub?.deliver(topic, env) });
+  bus = new RedisBus(config.redis, { ...o, deliver: (topic, env) => hub.deliver(topic, env) });
+  // The bus delivers only on topics the hub subscribed to, so `hub` exists by then.
 }
 
-hub = new Hub({
+const hub: Hub = new Hub({
   store,
   bus,
   node,
@@ -101,7 +101,7 @@ async function stop(signal: string): Promise<void> {
   if (stopping) return;
   stopping = true;
   log.info("shutting down", { signal });
-  await hub!.shutdown();
+  await hub.shutdown();
   await listener.close();
   process.exit(0);
 }

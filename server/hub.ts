@@ -216,21 +216,20 @@ export class Hub {
       peers: this.#peers.size,
       channels: this.#local.size,
     });
-    const h = this;
     this.#handlers = {
-      descp: (s, c) => h.#descp(s, (c as { desc: Description }).desc),
-      join: (s, c) => h.#join(s, c as Extract<Command, { cmd: "join" }>),
-      quit: (s, c) => h.#quit(s, (c as Extract<Command, { cmd: "quit" }>).channel),
-      privmsg: (s, c) => h.#privmsg(s, c as Extract<Command, { cmd: "privmsg" }>),
-      pubmsg: (s, c) => h.#pubmsg(s, c as Extract<Command, { cmd: "pubmsg" }>),
-      broadcast: (s, c) => h.#broadcast(s, (c as Extract<Command, { cmd: "broadcast" }>).text),
-      whois: (s, c) => h.#whois(s, c as Extract<Command, { cmd: "whois" }>),
-      peers: (s, c) => h.#peersPage(s, c as Extract<Command, { cmd: "peers" }>),
-      invite: (s, c) => h.#invite(s, c as Extract<Command, { cmd: "invite" }>),
-      away: (s, c) => h.#away(s, (c as Extract<Command, { cmd: "away" }>).text),
-      kick: (s, c) => h.#kick(s, c as Extract<Command, { cmd: "kick" }>),
-      ban: (s, c) => h.#ban(s, c as Extract<Command, { cmd: "ban" }>),
-      unban: (s, c) => h.#unban(s, c as Extract<Command, { cmd: "unban" }>),
+      descp: (s, c) => this.#descp(s, (c as { desc: Description }).desc),
+      join: (s, c) => this.#join(s, c as Extract<Command, { cmd: "join" }>),
+      quit: (s, c) => this.#quit(s, (c as Extract<Command, { cmd: "quit" }>).channel),
+      privmsg: (s, c) => this.#privmsg(s, c as Extract<Command, { cmd: "privmsg" }>),
+      pubmsg: (s, c) => this.#pubmsg(s, c as Extract<Command, { cmd: "pubmsg" }>),
+      broadcast: (s, c) => this.#broadcast(s, (c as Extract<Command, { cmd: "broadcast" }>).text),
+      whois: (s, c) => this.#whois(s, c as Extract<Command, { cmd: "whois" }>),
+      peers: (s, c) => this.#peersPage(s, c as Extract<Command, { cmd: "peers" }>),
+      invite: (s, c) => this.#invite(s, c as Extract<Command, { cmd: "invite" }>),
+      away: (s, c) => this.#away(s, (c as Extract<Command, { cmd: "away" }>).text),
+      kick: (s, c) => this.#kick(s, c as Extract<Command, { cmd: "kick" }>),
+      ban: (s, c) => this.#ban(s, c as Extract<Command, { cmd: "ban" }>),
+      unban: (s, c) => this.#unban(s, c as Extract<Command, { cmd: "unban" }>),
     };
     this.#sweeper = setInterval(() => this.#sweep(), this.#o.sweepMs);
   }
