@@ -1,0 +1,221 @@
+/** Unit tests of the hub with fake connections: no sockets, no server. */
+import assert from "node:assert/strict";
+import { Codes, newChannelId, newId } from "../../protocol/mod.ts";
+import { type Connection, Hub, type HubOptions, MAX_QUEUE, type Session } from "../../server/hub.ts";
+import { MemoryStore } from "../../server/store/memory.ts";
+import type { Store } from "../../server/store/store.ts";
+
+/** A connection that records what the hub sends. */
+class FakeConnection implements Connection {
+  frames: string[] = [];
+  closedWith?: [number, string];
+  bufferedAmount = 0;
+  remoteAddress = "127.0.0.1";
+  session!: Session;
+  send(text: string): void {
+    this.frames.push(text);
+  }
+  close(code: number, reason: string): void {
+    this.closedWith ??= [code, reason];
+  }
+  /** Every object received, in order. */
+  get messages(): Record<string, unknown>[] {
+    return this.frames.flatMap((f) => f.split("\n")).map((l) => JSON.parse(l));
+  }
+  replies() {
+    return this.messages.filter((m) => m.type === "ok" || m.type === "error");
+  }
+  events(type: string) {
+    return this.messages.filter((m) => m.type === type);
+  }
+}
+
+const tick = () => new Promise((r) => setTimeout(r, 0));
+const limits = { maxChannels: 100, retentionMs: 60_000 };
+
+function setup(o: Partial<HubOptions> = {}) {
+  let now = 1_000_000;
+  const store = o.store ?? new MemoryStore(limits, () => now);
+  const hub = new Hub({ store, now: () => now, sweepMs: 10, ...o });
+  const open = () => {
+    const c = new FakeConnection();
+    c.session = hub.connect(c);
+    return c;
+  };
+  const say = async (c: FakeConnection, ...frames: string[]) => {
+    for (const f of frames) c.session.receive(f);
+    for (let i = 0; i < 5; i++) await tick();
+  };
+  const peer = async (name = "p") => {
+    const c = open();
+    const id = newId();
+    await say(c, `/descp {"id":"${id}","name":"${name}"}`);
+    const r = c.replies().at(-1)!;
+    assert.equal(r.type, "ok", JSON.stringify(r));
+    return { c, id, resume: (r.data as { resume: string }).resume };
+  };
+  return {
+    hub,
+    open,
+    say,
+    peer,
+    advance: (ms: number) => (now += ms),
+    [Symbol.asyncDispose]: () => hub.shutdown(),
+  };
+}
+
+Deno.test("hub: a command before /descp gets 451 and the connection closes 4001", async () => {
+  await using t = setup();
+  const c = t.open();
+  await t.say(c, `/join ${newChannelId()}`);
+  assert.equal(c.replies()[0].code, Codes.ERR_NOTREGISTERED);
+  assert.deepEqual(c.closedWith?.[0], 4001);
+});
+
+Deno.test("hub: no /descp within the handshake time closes 4001", async () => {
+  await using t = setup({ handshakeMs: 20 });
+  const c = t.open();
+  await new Promise((r) => setTimeout(r, 40));
+  assert.equal(c.closedWith?.[0], 4001);
+});
+
+/** A store whose every call waits `ms`: the hub must still reply in order. */
+function slowStore(inner: Store, ms: () => number): Store {
+  return new Proxy(inner, {
+    get(target, prop) {
+      const v = Reflect.get(target, prop);
+      if (typeof v !== "function") return v;
+      return (...args: unknown[]) =>
+        new Promise((r) => setTimeout(r, ms())).then(() => v.apply(target, args));
+    },
+  });
+}
+
+Deno.test("hub: replies leave in command order when the store answers out of order", async () => {
+  const store = slowStore(new MemoryStore(limits), () => Math.random() * 5);
+  await using t = setup({ store, rate: 0 });
+  const { c } = await t.peer();
+  const ch = newChannelId();
+  const frames = [`/join ${ch}`];
+  const expect = ["join"];
+  for (let i = 0; i < 49; i++) {
+    const pick = i % 5;
+    frames.push(
+      [`/pubmsg ${ch} m${i}`, `/whois ${ch}`, `/peers ${ch}`, "/away", `/bogus`][pick],
+    );
+    expect.push(["pubmsg", "whois", "peers", "away", null][pick] as string);
+  }
+  c.frames = [];
+  for (const f of frames) c.session.receive(f);
+  await new Promise((r) => setTimeout(r, 600));
+  assert.deepEqual(c.replies().map((r) => r.cmd), expect);
+});
+
+Deno.test("hub: a resume takes over silently and closes the old socket 4002", async () => {
+  await using t = setup();
+  const a = await t.peer("a");
+  const b = await t.peer("b");
+  const ch = newChannelId();
+  await t.say(a.c, `/join ${ch}`);
+  await t.say(b.c, `/join ${ch}`);
+  b.c.frames = [];
+  const a2 = t.open();
+  await t.say(a2, `/descp {"id":"${a.id}","name":"a2","resume":"${a.resume}"}`);
+  const r = a2.replies()[0] as { type: string; data: { channels: string[]; resume: string } };
+  assert.equal(r.type, "ok");
+  assert.deepEqual(r.data.channels, [ch]);
+  assert.equal(r.data.resume, a.resume);
+  assert.equal(a.c.closedWith?.[0], 4002);
+  a.c.session.closed();
+  await t.say(b.c, `/pubmsg ${ch} hi`);
+  assert.equal(a2.events("pubmsg").length, 1);
+  assert.deepEqual(b.c.events("quit"), []);
+  assert.deepEqual(b.c.events("join"), []);
+});
+
+Deno.test("hub: an id online elsewhere gets 433 without its token", async () => {
+  await using t = setup();
+  const a = await t.peer();
+  const c = t.open();
+  await t.say(c, `/descp {"id":"${a.id}","name":"x","resume":"wrong"}`);
+  assert.equal(c.replies()[0].code, Codes.ERR_NICKNAMEINUSE);
+  assert.equal(c.closedWith, undefined);
+});
+
+Deno.test("hub: after the grace a dropped peer quits its channels with reason disconnect", async () => {
+  await using t = setup({ graceMs: 1000 });
+  const a = await t.peer();
+  const b = await t.peer();
+  const ch = newChannelId();
+  await t.say(a.c, `/join ${ch}`);
+  await t.say(b.c, `/join ${ch}`);
+  b.c.session.closed();
+  await t.say(a.c, `/peers ${ch}`);
+  const page = a.c.replies().at(-1)!.data as { peers: { id: string; online: boolean }[] };
+  assert.equal(page.peers.find((p) => p.id === b.id)?.online, false);
+  t.advance(999);
+  await new Promise((r) => setTimeout(r, 30));
+  assert.deepEqual(a.c.events("quit"), []);
+  t.advance(2);
+  await new Promise((r) => setTimeout(r, 30));
+  const quits = a.c.events("quit");
+  assert.equal(quits.length, 1);
+  assert.equal(quits[0].peer, b.id);
+  assert.equal(quits[0].reason, "disconnect");
+});
+
+Deno.test("hub: a client that does not read is closed 4008, others keep receiving", async () => {
+  await using t = setup({ maxBuffered: 1000, rate: 0 });
+  const a = await t.peer();
+  const slow = await t.peer();
+  const fast = await t.peer();
+  const ch = newChannelId();
+  for (const p of [a, slow, fast]) await t.say(p.c, `/join ${ch}`);
+  slow.c.bufferedAmount = 5000;
+  await t.say(a.c, `/pubmsg ${ch} x`, `/pubmsg ${ch} y`);
+  assert.equal(slow.c.closedWith?.[0], 4008);
+  assert.equal(fast.c.events("pubmsg").length, 2);
+});
+
+Deno.test("hub: over the message rate gets 263 with retryAfterMs, and nothing is delivered", async () => {
+  await using t = setup({ rate: 1, burst: 2 });
+  const a = await t.peer();
+  const b = await t.peer();
+  const ch = newChannelId();
+  await t.say(a.c, `/join ${ch}`);
+  await t.say(b.c, `/join ${ch}`);
+  a.c.frames = [];
+  await t.say(a.c, `/pubmsg ${ch} 1`, `/pubmsg ${ch} 2`, `/pubmsg ${ch} 3`);
+  const r = a.c.replies();
+  assert.deepEqual(r.map((x) => x.type), ["ok", "ok", "error"]);
+  assert.equal(r[2].code, Codes.RPL_TRYAGAIN);
+  assert.ok((r[2].retryAfterMs as number) > 0);
+  assert.deepEqual(b.c.events("pubmsg").map((e) => e.text), ["1", "2"]);
+});
+
+Deno.test("hub: more rejected commands than 10x the rate within a second closes 4003", async () => {
+  await using t = setup({ rate: 1, burst: 1 });
+  const a = await t.peer();
+  const frames = Array.from({ length: 30 }, () => `/privmsg ${a.id} x`);
+  await t.say(a.c, ...frames);
+  assert.equal(a.c.closedWith?.[0], 4003);
+});
+
+Deno.test("hub: frames queued behind a slow command are bounded", async () => {
+  const store = slowStore(new MemoryStore(limits), () => 50);
+  await using t = setup({ store, rate: 0 });
+  const c = t.open();
+  c.session.receive(`/descp {"id":"${newId()}","name":"x"}`);
+  for (let i = 0; i <= MAX_QUEUE; i++) c.session.receive("/away");
+  assert.equal(c.closedWith?.[0], 4003);
+});
+
+Deno.test("hub: shutdown sends a notice and closes every socket 1001", async () => {
+  const t = setup();
+  const a = await t.peer();
+  const idle = t.open();
+  await t.hub.shutdown();
+  assert.equal(a.c.events("notice").length, 1);
+  assert.equal(a.c.closedWith?.[0], 1001);
+  assert.equal(idle.closedWith?.[0], 1001);
+});
