@@ -77,6 +77,7 @@ const serveOptions: ServeOptions = {
   key: config.key === undefined ? undefined : readFileSync(config.key, "utf8"),
   allowOrigin: config.allowOrigin,
   maxPayload: config.maxFrame * 16,
+  maxBuffered: config.maxBuffered,
 };
 // The runtime is picked here, and only here.
 const runtime = "Bun" in globalThis ? "bun" : "deno";

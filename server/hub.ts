@@ -42,6 +42,17 @@ export interface Connection {
   readonly remoteAddress: string;
 }
 
+/**
+ * A runtime's native topic fan-out (Bun's `publish`). The hub still knows who
+ * is where; the runtime only sends. Without one, the hub sends to each member.
+ */
+export interface Fanout {
+  subscribe(conn: Connection, topic: string): void;
+  unsubscribe(conn: Connection, topic: string): void;
+  /** Sends `text` to every subscriber of `topic` but `except`; true when one is backed up. */
+  publish(topic: string, text: string, except?: Connection): boolean;
+}
+
 /** An ICE server handed out in the `descp` reply. */
 export interface IceServer {
   urls: string | string[];
@@ -183,6 +194,7 @@ export class Hub {
   /** Every open socket. */
   readonly #sessions = new Set<Session>();
   readonly #handlers: Record<CommandName, Handler>;
+  #fanout?: Fanout;
   #sweeper?: ReturnType<typeof setInterval>;
   #sweeping = false;
   #closing = false;
@@ -247,6 +259,11 @@ export class Hub {
       if (s.id === null) this.drop(s, 4001, "no descp before the handshake timeout");
     }, this.#o.handshakeMs);
     return s;
+  }
+
+  /** Hands channel fan-out to the runtime (called by its adapter before serving). */
+  useFanout(fanout: Fanout): void {
+    this.#fanout = fanout;
   }
 
   /** Closes a session's socket from the server side. */
@@ -429,6 +446,10 @@ export class Hub {
   #send(s: Session, text: string): void {
     if (s.gone) return;
     s.conn.send(text);
+    this.#checkBuffered(s);
+  }
+
+  #checkBuffered(s: Session): void {
     if (s.conn.bufferedAmount > this.#o.maxBuffered) {
       this.drop(s, 4008, "too slow: messages not read");
     }
@@ -448,10 +469,20 @@ export class Hub {
     if (members !== undefined && text !== undefined) {
       const t0 = performance.now();
       let n = 0;
-      for (const s of members) {
-        if (s.id === except) continue;
-        this.#send(s, text);
-        n++;
+      if (this.#fanout !== undefined) {
+        const sender = except === undefined ? undefined : this.#peers.get(except);
+        const skip = sender !== undefined && members.has(sender);
+        n = members.size - (skip ? 1 : 0);
+        if (this.#fanout.publish("c:" + channel, text, skip ? sender.conn : undefined)) {
+          // Someone is backed up: find who is over the limit.
+          for (const s of members) this.#checkBuffered(s);
+        }
+      } else {
+        for (const s of members) {
+          if (s.id === except) continue;
+          this.#send(s, text);
+          n++;
+        }
       }
       this.metrics.fanout.observe(performance.now() - t0);
       this.metrics.count(this.metrics.messagesOut, typeOf(text), n);
@@ -494,10 +525,12 @@ export class Hub {
       this.#bus.subscribe("c:" + channel);
     }
     members.add(s);
+    this.#fanout?.subscribe(s.conn, "c:" + channel);
   }
 
   #leaveLocal(s: Session, channel: string): void {
     s.channels.delete(channel);
+    if (!s.gone) this.#fanout?.unsubscribe(s.conn, "c:" + channel);
     const members = this.#local.get(channel);
     if (members === undefined || !members.delete(s) || members.size > 0) return;
     this.#local.delete(channel);

@@ -10,6 +10,8 @@ export interface ServeOptions {
   allowOrigin?: string[];
   /** Largest frame the runtime should accept before closing with 1009. */
   maxPayload: number;
+  /** Bytes queued to one client before it is closed 4008. */
+  maxBuffered: number;
 }
 
 /** A listening server. */

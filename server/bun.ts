@@ -1,0 +1,106 @@
+/**
+ * The Bun adapter: `Bun.serve` with its `websocket` handlers → the hub's
+ * {@linkcode Connection}. Channel fan-out uses Bun's native topics: one
+ * `publish` serializes and frames an event once for every subscriber.
+ */
+import type { Connection, Fanout, Hub, Session } from "./hub.ts";
+import { handleHttp, originAllowed } from "./http.ts";
+import type { Listener, ServeOptions } from "./serve.ts";
+
+/** The parts of Bun's `ServerWebSocket` the adapter uses. */
+interface BunSocket {
+  data: { remote: string; session?: Session; conn?: BunConnection };
+  send(text: string): number;
+  publish(topic: string, text: string): number;
+  subscribe(topic: string): void;
+  unsubscribe(topic: string): void;
+  close(code: number, reason: string): void;
+  getBufferedAmount(): number;
+}
+
+/** The parts of Bun's `Server` the adapter uses. */
+interface BunServer {
+  port: number;
+  hostname: string;
+  upgrade(req: Request, options: { data: BunSocket["data"] }): boolean;
+  publish(topic: string, text: string): number;
+  requestIP(req: Request): { address: string } | null;
+  stop(closeActiveConnections?: boolean): Promise<void>;
+}
+
+declare const Bun: {
+  serve(options: Record<string, unknown>): BunServer;
+};
+
+class BunConnection implements Connection {
+  constructor(readonly ws: BunSocket, readonly remoteAddress: string) {}
+  send(text: string): void {
+    // -1: queued behind backpressure (the hub checks the buffer); 0: dropped, and
+    // closeOnBackpressureLimit closes the socket, so nothing is silently lost.
+    this.ws.send(text);
+  }
+  get bufferedAmount(): number {
+    return this.ws.getBufferedAmount();
+  }
+  close(code: number, reason: string): void {
+    this.ws.close(code, reason);
+  }
+}
+
+/** Serves the hub on Bun. */
+export function serve(hub: Hub, o: ServeOptions): Promise<Listener> {
+  let server: BunServer;
+  const fanout: Fanout = {
+    subscribe: (conn, topic) => (conn as BunConnection).ws.subscribe(topic),
+    unsubscribe: (conn, topic) => (conn as BunConnection).ws.unsubscribe(topic),
+    publish: (topic, text, except) => {
+      // A socket's own publish skips itself: the sender does not get its own pubmsg.
+      const r = except === undefined
+        ? server.publish(topic, text)
+        : (except as BunConnection).ws.publish(topic, text);
+      return r <= 0;
+    },
+  };
+  hub.useFanout(fanout);
+  server = Bun.serve({
+    port: o.port,
+    hostname: o.host,
+    tls: o.cert === undefined ? undefined : { cert: o.cert, key: o.key },
+    fetch(req: Request, srv: BunServer) {
+      if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") return handleHttp(req, hub);
+      if (!originAllowed(req.headers.get("origin"), o.allowOrigin)) {
+        return new Response("origin not allowed\n", { status: 403 });
+      }
+      const remote = srv.requestIP(req)?.address ?? "";
+      if (srv.upgrade(req, { data: { remote } })) return undefined;
+      return new Response("WebSocket upgrade failed\n", { status: 400 });
+    },
+    websocket: {
+      maxPayloadLength: o.maxPayload,
+      // A client whose queue reaches the hub's limit is closed (4008) by the hub;
+      // this hard stop twice as high only catches a single huge burst.
+      backpressureLimit: o.maxBuffered * 2,
+      closeOnBackpressureLimit: true,
+      idleTimeout: 120,
+      sendPings: true,
+      publishToSelf: false,
+      open(ws: BunSocket) {
+        const conn = new BunConnection(ws, ws.data.remote);
+        ws.data.conn = conn;
+        ws.data.session = hub.connect(conn);
+      },
+      message(ws: BunSocket, message: string | Uint8Array) {
+        if (typeof message === "string") ws.data.session!.receive(message);
+        else ws.data.session!.receiveBinary();
+      },
+      close(ws: BunSocket) {
+        ws.data.session?.closed();
+      },
+    },
+  });
+  return Promise.resolve({
+    port: server.port,
+    host: server.hostname,
+    close: () => server.stop(true),
+  });
+}
