@@ -3,7 +3,7 @@
  * {@linkcode Connection}. Channel fan-out uses Bun's native topics: one
  * `publish` serializes and frames an event once for every subscriber.
  */
-import type { Connection, Fanout, Hub, Session } from "./hub.ts";
+import type { Connection, Hub, Session } from "./hub.ts";
 import { handleHttp, originAllowed } from "./http.ts";
 import type { Listener, ServeOptions } from "./serve.ts";
 
@@ -49,20 +49,7 @@ class BunConnection implements Connection {
 
 /** Serves the hub on Bun. */
 export function serve(hub: Hub, o: ServeOptions): Promise<Listener> {
-  let server: BunServer;
-  const fanout: Fanout = {
-    subscribe: (conn, topic) => (conn as BunConnection).ws.subscribe(topic),
-    unsubscribe: (conn, topic) => (conn as BunConnection).ws.unsubscribe(topic),
-    publish: (topic, text, except) => {
-      // A socket's own publish skips itself: the sender does not get its own pubmsg.
-      const r = except === undefined
-        ? server.publish(topic, text)
-        : (except as BunConnection).ws.publish(topic, text);
-      return r <= 0;
-    },
-  };
-  hub.useFanout(fanout);
-  server = Bun.serve({
+  const server = Bun.serve({
     port: o.port,
     hostname: o.host,
     tls: o.cert === undefined ? undefined : { cert: o.cert, key: o.key },
@@ -96,6 +83,19 @@ export function serve(hub: Hub, o: ServeOptions): Promise<Listener> {
       close(ws: BunSocket) {
         ws.data.session?.closed();
       },
+    },
+  });
+  // Set before the first socket opens: the handlers above run on a later turn.
+  hub.useFanout({
+    subscribe: (conn, topic) => (conn as BunConnection).ws.subscribe(topic),
+    unsubscribe: (conn, topic) => (conn as BunConnection).ws.unsubscribe(topic),
+    publish: (topic, text, except) => {
+      // A socket's own publish skips itself: the sender does not get its own pubmsg.
+      const sent = except === undefined
+        ? server.publish(topic, text)
+        : (except as BunConnection).ws.publish(topic, text);
+      // 0: dropped, -1: queued behind backpressure somewhere.
+      return sent <= 0;
     },
   });
   return Promise.resolve({
