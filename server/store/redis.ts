@@ -731,6 +731,11 @@ export function whenReady(redis: Redis, timeoutMs: number): Promise<void> {
 /** Quits `redis` (or drops it while down) and resolves once its socket is closed. */
 export async function endRedis(redis: Redis): Promise<void> {
   if (redis.status === "end") return;
+  if (redis.status === "reconnecting") {
+    // Between attempts there is no socket: cancelling the next attempt is all.
+    redis.disconnect();
+    return;
+  }
   const ended = new Promise<void>((resolve) => redis.once("end", () => resolve()));
   if (redis.status === "ready") {
     try {

@@ -1,0 +1,782 @@
+/**
+ * The Store contract: one suite, written against the `Store` interface and run
+ * against every implementation (memory, and Redis when it is reachable), plus
+ * the Redis store's own rules on node liveness and outages.
+ */
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { Codes } from "../protocol/mod.ts";
+import { MemoryStore } from "../server/store/memory.ts";
+import { RedisStore } from "../server/store/redis.ts";
+import { type Claim, type Expired, failed, type Store } from "../server/store/store.ts";
+import {
+  assertRedis,
+  deleteKeys,
+  type RedisTestEnv,
+  redisTests,
+  uniquePrefix,
+} from "./redis_env.ts";
+
+/** Store settings a test may change. */
+interface Setup {
+  maxChannels?: number;
+  retentionMs?: number;
+}
+
+/** Node-level settings, meaningful to stores that know about nodes. */
+interface NodeSetup {
+  graceMs?: number;
+  heartbeatMs?: number;
+  deadMs?: number;
+}
+
+/** One shared state, seen from any number of nodes. */
+interface World {
+  /** The store as `node` sees it. */
+  open(node: string, opts?: NodeSetup): Promise<Store>;
+  /** Closes every store opened and forgets the state. */
+  close(): Promise<void>;
+}
+
+type MakeWorld = (setup: Setup) => Promise<World>;
+
+const LIMITS = { maxChannels: 100, retentionMs: 60_000 };
+
+function memoryWorld(setup: Setup): Promise<World> {
+  const store = new MemoryStore({ ...LIMITS, ...setup });
+  return Promise.resolve({
+    open: () => Promise.resolve(store),
+    close: () => store.close(),
+  });
+}
+
+function redisWorld(env: RedisTestEnv): MakeWorld {
+  const url = env.url;
+  return (setup) => {
+    assertRedis(env);
+    const prefix = uniquePrefix();
+    const stores: RedisStore[] = [];
+    return Promise.resolve({
+      async open(node: string, opts: NodeSetup = {}) {
+        const store = new RedisStore(url, {
+          prefix,
+          node,
+          limits: { ...LIMITS, ...setup },
+          heartbeatMs: 100,
+          // Far above any pause of a loaded test machine: only the liveness tests shorten it.
+          deadMs: 5_000,
+          ...opts,
+        });
+        stores.push(store);
+        await store.ready();
+        return store;
+      },
+      async close() {
+        await Promise.all(stores.map((s) => s.close()));
+        await deleteKeys(url, prefix);
+      },
+    });
+  };
+}
+
+/** A random 24-hex-digit id (peer ids and channel ids after the `#`). */
+function newHex(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(12));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+const newPeer = newHex;
+const newChannel = () => "#" + newHex();
+const sha256 = (s: string) => createHash("sha256").update(s).digest("hex");
+const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A peer as a test holds it: its id, node, session and resume token. */
+interface Held {
+  id: string;
+  node: string;
+  session: string;
+  token: string;
+}
+
+/** Claims a new id on `node`, asserting it was new. */
+async function claimNew(store: Store, node: string, id = newPeer()): Promise<Held> {
+  const token = newHex();
+  const session = newHex();
+  const r = await store.claimPeer(claimOf(id, node, session, { freshHash: sha256(token) }));
+  assert.ok(!failed(r), `claim of ${id} failed: ${JSON.stringify(r)}`);
+  assert.equal(r.fresh, true);
+  return { id, node, session, token };
+}
+
+function claimOf(id: string, node: string, session: string, over: Partial<Claim> = {}): Claim {
+  return {
+    id,
+    name: "peer " + id.slice(0, 4),
+    meta: {},
+    admin: false,
+    resumeHash: null,
+    freshHash: sha256(newHex()),
+    node,
+    session,
+    ...over,
+  };
+}
+
+async function joinOk(store: Store, id: string, channel: string, keyHash: string | null = null) {
+  const r = await store.join(id, channel, keyHash);
+  assert.ok(!failed(r), `join of ${channel} by ${id} failed: ${JSON.stringify(r)}`);
+  return r;
+}
+
+function sortExpired(expired: Expired[]): Expired[] {
+  return [...expired].sort((a, b) => a.id.localeCompare(b.id));
+}
+
+/** Registers the contract tests for one Store implementation. */
+function contract(kind: string, make: MakeWorld, ignore: boolean): void {
+  const rule = (name: string, setup: Setup, fn: (world: World) => Promise<void>) =>
+    Deno.test({ name: `${kind} store: ${name}`, ignore }, async () => {
+      const world = await make(setup);
+      try {
+        await fn(world);
+      } finally {
+        await world.close();
+      }
+    });
+
+  rule(
+    "a new id is claimed fresh; a second claim without the resume token gets 433",
+    {},
+    async (w) => {
+      const s = await w.open("n1");
+      const a = await claimNew(s, "n1");
+      const again = await s.claimPeer(claimOf(a.id, "n1", newHex()));
+      assert.deepEqual(again, { error: Codes.ERR_NICKNAMEINUSE });
+      const wrong = await s.claimPeer(claimOf(a.id, "n1", newHex(), { resumeHash: sha256("x") }));
+      assert.deepEqual(wrong, { error: Codes.ERR_NICKNAMEINUSE });
+    },
+  );
+
+  rule(
+    "a claim with the resume token takes over: channels, away state, replaced session",
+    {},
+    async (w) => {
+      const s1 = await w.open("n1");
+      const s2 = await w.open("n2");
+      const a = await claimNew(s1, "n1");
+      const c1 = newChannel();
+      const c2 = newChannel();
+      await joinOk(s1, a.id, c1);
+      await joinOk(s1, a.id, c2);
+      await s1.setAway(a.id, true, "afk");
+      const r = await s2.claimPeer(
+        claimOf(a.id, "n2", "s2", { name: "renamed", resumeHash: sha256(a.token) }),
+      );
+      assert.deepEqual(r, {
+        fresh: false,
+        channels: [c1, c2],
+        away: true,
+        message: "afk",
+        replaced: { node: "n1", session: a.session },
+      });
+      const view = await s1.getPeer(a.id);
+      assert.equal(view?.name, "renamed");
+      assert.equal(view?.online, true);
+      // The replaced session no longer holds the peer: its release changes nothing.
+      await s1.releasePeer(a.id, a.session, Date.now() - 1);
+      assert.equal((await s1.getPeer(a.id))?.online, true);
+      assert.deepEqual(await s1.expirePeers(Date.now()), []);
+    },
+  );
+
+  rule(
+    "a resume during the grace brings the peer back online with nothing replaced",
+    {},
+    async (w) => {
+      const s = await w.open("n1");
+      const a = await claimNew(s, "n1");
+      const c = newChannel();
+      await joinOk(s, a.id, c);
+      await s.releasePeer(a.id, a.session, Date.now() + 60_000);
+      const r = await s.claimPeer(claimOf(a.id, "n1", "s2", { resumeHash: sha256(a.token) }));
+      assert.deepEqual(r, { fresh: false, channels: [c], away: false });
+      assert.equal((await s.getPeer(a.id))?.online, true);
+      assert.equal(await s.onlineCount(), 1);
+      assert.deepEqual(await s.expirePeers(Date.now() + 120_000), []);
+    },
+  );
+
+  rule("a peer's channels are listed in join order", {}, async (w) => {
+    const s = await w.open("n1");
+    const a = await claimNew(s, "n1");
+    const [c1, c2, c3] = [newChannel(), newChannel(), newChannel()];
+    for (const c of [c1, c2, c3]) await joinOk(s, a.id, c);
+    await s.quit(a.id, c2);
+    await joinOk(s, a.id, c2);
+    const r = await s.claimPeer(claimOf(a.id, "n1", "s2", { resumeHash: sha256(a.token) }));
+    assert.ok(!failed(r));
+    assert.deepEqual(r.channels, [c1, c3, c2]);
+    assert.deepEqual((await s.getPeer(a.id))?.channels.map((c) => c.channel), [c1, c3, c2]);
+  });
+
+  rule("describePeer updates name, meta and admin for the holding session only", {}, async (w) => {
+    const s = await w.open("n1");
+    const a = await claimNew(s, "n1");
+    const meta = JSON.parse('{"avatar":"x.png","__proto__":{"polluted":true},"n":[1,2]}');
+    await s.describePeer(a.id, a.session, { name: "Ann", meta, admin: true });
+    await s.describePeer(a.id, "someone else", { name: "Mallory", meta: {}, admin: false });
+    const view = await s.getPeer(a.id);
+    assert.equal(view?.name, "Ann");
+    assert.equal(view?.admin, true);
+    assert.deepEqual(view?.meta, meta);
+    assert.ok(Object.hasOwn(view!.meta, "__proto__"));
+    assert.equal(({} as Record<string, unknown>).polluted, undefined);
+  });
+
+  rule(
+    "getPeer shows a peer with its channels (keyed or not); null when unknown",
+    {},
+    async (w) => {
+      const s = await w.open("n1");
+      const a = await claimNew(s, "n1");
+      const open = newChannel();
+      const keyed = newChannel();
+      await joinOk(s, a.id, open);
+      await joinOk(s, a.id, keyed, sha256("k"));
+      assert.deepEqual(await s.getPeer(a.id), {
+        id: a.id,
+        name: "peer " + a.id.slice(0, 4),
+        meta: {},
+        admin: false,
+        away: false,
+        online: true,
+        channels: [{ channel: open, keyed: false }, { channel: keyed, keyed: true }],
+      });
+      assert.equal(await s.getPeer(newPeer()), null);
+    },
+  );
+
+  rule("setAway sets with a message, toggles and clears", {}, async (w) => {
+    const s = await w.open("n1");
+    const a = await claimNew(s, "n1");
+    const b = await claimNew(s, "n1");
+    const c = newChannel();
+    await joinOk(s, a.id, c);
+    await joinOk(s, b.id, c);
+    assert.deepEqual(await s.setAway(a.id, true, "brb"), {
+      away: true,
+      message: "brb",
+      channels: [{ channel: c, total: 2 }],
+    });
+    const view = await s.getPeer(a.id);
+    assert.equal(view?.away, true);
+    assert.equal(view?.message, "brb");
+    assert.deepEqual(await s.setAway(a.id, null), {
+      away: false,
+      channels: [{ channel: c, total: 2 }],
+    });
+    assert.equal((await s.getPeer(a.id))?.message, undefined);
+    assert.equal((await s.setAway(a.id, null)).away, true);
+    assert.deepEqual(await s.setAway(a.id, false), {
+      away: false,
+      channels: [{ channel: c, total: 2 }],
+    });
+  });
+
+  rule(
+    "a released peer stays for its grace, then expirePeers returns it exactly once",
+    {},
+    async (w) => {
+      const s = await w.open("n1");
+      const a = await claimNew(s, "n1");
+      const b = await claimNew(s, "n1");
+      const shared = newChannel();
+      const alone = newChannel();
+      await joinOk(s, a.id, shared);
+      await joinOk(s, b.id, shared);
+      await joinOk(s, b.id, alone);
+      const graceUntil = Date.now() + 10_000;
+      await s.releasePeer(b.id, b.session, graceUntil);
+
+      const view = await s.getPeer(b.id);
+      assert.equal(view?.online, false);
+      assert.equal((await s.members(shared, 0, 10))[1].online, false);
+      assert.equal(await s.onlineCount(), 1);
+      assert.deepEqual(
+        await s.claimPeer(claimOf(b.id, "n1", "s2")),
+        { error: Codes.ERR_NICKNAMEINUSE },
+        "the id stays taken during the grace",
+      );
+      assert.deepEqual(await s.expirePeers(graceUntil - 1), []);
+
+      assert.deepEqual(await s.expirePeers(graceUntil), [{
+        id: b.id,
+        channels: [{ channel: shared, total: 1 }, { channel: alone, total: 0 }],
+      }]);
+      assert.deepEqual(await s.expirePeers(graceUntil + 1), []);
+      assert.equal(await s.getPeer(b.id), null);
+      assert.deepEqual((await s.members(shared, 0, 10)).map((e) => e.id), [a.id]);
+      await claimNew(s, "n1", b.id);
+    },
+  );
+
+  rule("two nodes racing expirePeers get each expired peer exactly once", {}, async (w) => {
+    const s1 = await w.open("n1");
+    const s2 = await w.open("n2");
+    const c = newChannel();
+    const ids: string[] = [];
+    for (let i = 0; i < 30; i++) {
+      const p = await claimNew(s1, "n1");
+      await joinOk(s1, p.id, c);
+      await s1.releasePeer(p.id, p.session, Date.now());
+      ids.push(p.id);
+    }
+    const now = Date.now();
+    const [e1, e2] = await Promise.all([s1.expirePeers(now), s2.expirePeers(now)]);
+    const all = [...e1, ...e2];
+    assert.deepEqual(all.map((e) => e.id).sort(), [...ids].sort());
+    // Each removal saw the channel one member smaller: 29 down to 0.
+    const totals = all.map((e) => e.channels[0].total).sort((a, b) => a - b);
+    assert.deepEqual(totals, Array.from({ length: 30 }, (_, i) => i));
+    assert.deepEqual(await s1.expirePeers(now), []);
+    assert.equal(await s2.getChannel(c).then((v) => v?.total), 0);
+  });
+
+  rule(
+    "join of a new channel creates it with the given key and makes the creator operator",
+    {},
+    async (w) => {
+      const s = await w.open("n1");
+      const a = await claimNew(s, "n1");
+      const c = newChannel();
+      const before = Date.now();
+      assert.deepEqual(await s.join(a.id, c, sha256("k")), {
+        created: true,
+        op: true,
+        already: false,
+        total: 1,
+      });
+      const view = await s.getChannel(c);
+      assert.ok(view !== null);
+      assert.ok(view.created >= before - 1_000 && view.created <= Date.now() + 1_000);
+      assert.deepEqual(view, {
+        channel: c,
+        created: view.created,
+        keyed: true,
+        operators: [a.id],
+        total: 1,
+      });
+    },
+  );
+
+  rule(
+    "join of a keyed channel with a wrong or missing key gets 475; the right key joins",
+    {},
+    async (w) => {
+      const s = await w.open("n1");
+      const a = await claimNew(s, "n1");
+      const b = await claimNew(s, "n1");
+      const c = newChannel();
+      await joinOk(s, a.id, c, sha256("k"));
+      assert.deepEqual(await s.join(b.id, c, null), { error: Codes.ERR_BADCHANNELKEY });
+      assert.deepEqual(await s.join(b.id, c, sha256("K")), { error: Codes.ERR_BADCHANNELKEY });
+      assert.deepEqual(await s.join(b.id, c, sha256("k")), {
+        created: false,
+        op: false,
+        already: false,
+        total: 2,
+      });
+    },
+  );
+
+  rule("join of a channel one is in is a success marked already", {}, async (w) => {
+    const s = await w.open("n1");
+    const a = await claimNew(s, "n1");
+    const c = newChannel();
+    await joinOk(s, a.id, c, sha256("k"));
+    assert.deepEqual(await s.join(a.id, c, null), {
+      created: false,
+      op: true,
+      already: true,
+      total: 1,
+    });
+  });
+
+  rule("an invite lets a peer join a keyed channel without the key, once", {}, async (w) => {
+    const s = await w.open("n1");
+    const a = await claimNew(s, "n1");
+    const b = await claimNew(s, "n1");
+    const c = newChannel();
+    await joinOk(s, a.id, c, sha256("k"));
+    assert.deepEqual(await s.invite(a.id, b.id, c), { channel: c, total: 1 });
+    assert.deepEqual(await s.join(b.id, c, null), {
+      created: false,
+      op: false,
+      already: false,
+      total: 2,
+    });
+    await s.quit(b.id, c);
+    assert.deepEqual(await s.join(b.id, c, null), { error: Codes.ERR_BADCHANNELKEY });
+  });
+
+  rule(
+    "invite gets 403 (no channel), 442 (inviter not in it), 443 (member), 474 (banned)",
+    {},
+    async (w) => {
+      const s = await w.open("n1");
+      const [a, b, x] = [await claimNew(s, "n1"), await claimNew(s, "n1"), await claimNew(s, "n1")];
+      const c = newChannel();
+      await joinOk(s, a.id, c);
+      await joinOk(s, b.id, c);
+      assert.deepEqual(await s.invite(a.id, x.id, newChannel()), {
+        error: Codes.ERR_NOSUCHCHANNEL,
+      });
+      assert.deepEqual(await s.invite(x.id, a.id, c), { error: Codes.ERR_NOTONCHANNEL });
+      assert.deepEqual(await s.invite(a.id, b.id, c), { error: Codes.ERR_USERONCHANNEL });
+      await s.ban(a.id, x.id, c);
+      assert.deepEqual(await s.invite(b.id, x.id, c), { error: Codes.ERR_BANNEDFROMCHAN });
+    },
+  );
+
+  rule(
+    "a banned peer gets 474 even with the key or an invite; unban lets it back",
+    {},
+    async (w) => {
+      const s = await w.open("n1");
+      const a = await claimNew(s, "n1");
+      const b = await claimNew(s, "n1");
+      const c = newChannel();
+      await joinOk(s, a.id, c, sha256("k"));
+      await s.invite(a.id, b.id, c);
+      assert.deepEqual(await s.ban(a.id, b.id, c), { channel: c, total: 1, wasMember: false });
+      assert.deepEqual(await s.join(b.id, c, sha256("k")), { error: Codes.ERR_BANNEDFROMCHAN });
+      assert.deepEqual(await s.join(b.id, c, null), { error: Codes.ERR_BANNEDFROMCHAN });
+      assert.deepEqual(await s.unban(a.id, b.id, c), { channel: c, total: 1 });
+      // The ban dropped the invite: the key is needed again.
+      assert.deepEqual(await s.join(b.id, c, null), { error: Codes.ERR_BADCHANNELKEY });
+      assert.equal((await joinOk(s, b.id, c, sha256("k"))).total, 2);
+    },
+  );
+
+  rule("ban removes a member and reports wasMember; 403 and 482 as for kick", {}, async (w) => {
+    const s = await w.open("n1");
+    const a = await claimNew(s, "n1");
+    const b = await claimNew(s, "n1");
+    const c = newChannel();
+    await joinOk(s, a.id, c);
+    await joinOk(s, b.id, c);
+    assert.deepEqual(await s.ban(b.id, a.id, c), { error: Codes.ERR_CHANOPRIVSNEEDED });
+    assert.deepEqual(await s.ban(a.id, a.id, c), { error: Codes.ERR_CHANOPRIVSNEEDED });
+    assert.deepEqual(await s.ban(a.id, b.id, newChannel()), { error: Codes.ERR_NOSUCHCHANNEL });
+    assert.deepEqual(await s.ban(a.id, b.id, c), { channel: c, total: 1, wasMember: true });
+    assert.deepEqual((await s.getPeer(b.id))?.channels, []);
+    assert.deepEqual((await s.members(c, 0, 10)).map((e) => e.id), [a.id]);
+    assert.deepEqual(await s.join(b.id, c, null), { error: Codes.ERR_BANNEDFROMCHAN });
+    assert.deepEqual(await s.unban(b.id, b.id, c), { error: Codes.ERR_CHANOPRIVSNEEDED });
+  });
+
+  rule(
+    "kick gets 403 (no channel), 482 (non-operator or self), 441 (non-member)",
+    {},
+    async (w) => {
+      const s = await w.open("n1");
+      const [a, b, x] = [await claimNew(s, "n1"), await claimNew(s, "n1"), await claimNew(s, "n1")];
+      const c = newChannel();
+      await joinOk(s, a.id, c);
+      await joinOk(s, b.id, c);
+      assert.deepEqual(await s.kick(a.id, b.id, newChannel()), { error: Codes.ERR_NOSUCHCHANNEL });
+      assert.deepEqual(await s.kick(b.id, a.id, c), { error: Codes.ERR_CHANOPRIVSNEEDED });
+      assert.deepEqual(await s.kick(a.id, a.id, c), { error: Codes.ERR_CHANOPRIVSNEEDED });
+      assert.deepEqual(await s.kick(a.id, x.id, c), { error: Codes.ERR_USERNOTINCHANNEL });
+      assert.deepEqual(await s.kick(a.id, b.id, c), { channel: c, total: 1 });
+      assert.deepEqual((await s.getPeer(b.id))?.channels, []);
+      // A kick is no ban: the peer may come back.
+      assert.equal((await joinOk(s, b.id, c)).total, 2);
+    },
+  );
+
+  rule(
+    "quit gets 403 for an unknown channel and 442 for a channel one is not in",
+    {},
+    async (w) => {
+      const s = await w.open("n1");
+      const a = await claimNew(s, "n1");
+      const b = await claimNew(s, "n1");
+      const c = newChannel();
+      await joinOk(s, a.id, c);
+      assert.deepEqual(await s.quit(a.id, newChannel()), { error: Codes.ERR_NOSUCHCHANNEL });
+      assert.deepEqual(await s.quit(b.id, c), { error: Codes.ERR_NOTONCHANNEL });
+      await joinOk(s, b.id, c);
+      assert.deepEqual(await s.quit(b.id, c), { channel: c, total: 1 });
+      assert.deepEqual(await s.quit(b.id, c), { error: Codes.ERR_NOTONCHANNEL });
+    },
+  );
+
+  rule("joining over maxChannels gets 405", { maxChannels: 2 }, async (w) => {
+    const s = await w.open("n1");
+    const a = await claimNew(s, "n1");
+    const b = await claimNew(s, "n1");
+    const [c1, c2, c3, other] = [newChannel(), newChannel(), newChannel(), newChannel()];
+    await joinOk(s, a.id, c1);
+    await joinOk(s, a.id, c2);
+    await joinOk(s, b.id, other);
+    assert.deepEqual(await s.join(a.id, c3, null), { error: Codes.ERR_TOOMANYCHANNELS });
+    assert.deepEqual(await s.join(a.id, other, null), { error: Codes.ERR_TOOMANYCHANNELS });
+    assert.equal(await s.getChannel(c3), null, "a refused join creates nothing");
+    assert.equal((await s.join(a.id, c1, null) as { already: boolean }).already, true);
+  });
+
+  rule(
+    "operatorOf lists the channels where the peer is operator; the right survives quit",
+    {},
+    async (w) => {
+      const s = await w.open("n1");
+      const a = await claimNew(s, "n1");
+      const b = await claimNew(s, "n1");
+      const [c1, c2, c3] = [newChannel(), newChannel(), newChannel()];
+      await joinOk(s, a.id, c1);
+      await joinOk(s, a.id, c2);
+      await joinOk(s, b.id, c3);
+      await joinOk(s, a.id, c3);
+      await joinOk(s, b.id, c1);
+      assert.deepEqual(await s.operatorOf(a.id, [c1, c2, c3, newChannel()]), [c1, c2]);
+      assert.deepEqual(await s.operatorOf(a.id, []), []);
+      await s.quit(a.id, c1);
+      assert.deepEqual(await s.operatorOf(a.id, [c1]), [c1]);
+      assert.equal((await joinOk(s, a.id, c1)).op, true);
+    },
+  );
+
+  rule("getChannel shows created, keyed, operators and total, never the key", {}, async (w) => {
+    const s = await w.open("n1");
+    const a = await claimNew(s, "n1");
+    const b = await claimNew(s, "n1");
+    const c = newChannel();
+    await joinOk(s, a.id, c);
+    await joinOk(s, b.id, c);
+    const view = await s.getChannel(c);
+    assert.deepEqual(Object.keys(view ?? {}).sort(), [
+      "channel",
+      "created",
+      "keyed",
+      "operators",
+      "total",
+    ]);
+    assert.deepEqual({ ...view, created: 0 }, {
+      channel: c,
+      created: 0,
+      keyed: false,
+      operators: [a.id],
+      total: 2,
+    });
+    assert.equal(await s.getChannel(newChannel()), null);
+  });
+
+  rule("members pages in join order with op, away and online", {}, async (w) => {
+    const s = await w.open("n1");
+    const [a, b, c] = [await claimNew(s, "n1"), await claimNew(s, "n1"), await claimNew(s, "n1")];
+    const ch = newChannel();
+    for (const p of [a, b, c]) await joinOk(s, p.id, ch);
+    await s.setAway(b.id, true, "brb");
+    await s.releasePeer(c.id, c.session, Date.now() + 60_000);
+    const name = (id: string) => "peer " + id.slice(0, 4);
+    const all = [
+      { id: a.id, name: name(a.id), op: true, away: false, online: true },
+      { id: b.id, name: name(b.id), op: false, away: true, message: "brb", online: true },
+      { id: c.id, name: name(c.id), op: false, away: false, online: false },
+    ];
+    assert.deepEqual(await s.members(ch, 0, 500), all);
+    assert.deepEqual(await s.members(ch, 1, 1), [all[1]]);
+    assert.deepEqual(await s.members(ch, 2, 5), [all[2]]);
+    assert.deepEqual(await s.members(ch, 3, 5), []);
+    assert.deepEqual(await s.members(newChannel(), 0, 5), []);
+  });
+
+  rule("an empty channel keeps key, operators and bans for the retention time, then is forgotten", {
+    retentionMs: 200,
+  }, async (w) => {
+    const s = await w.open("n1");
+    const [a, b, x] = [await claimNew(s, "n1"), await claimNew(s, "n1"), await claimNew(s, "n1")];
+    const c = newChannel();
+    await joinOk(s, a.id, c, sha256("k"));
+    assert.deepEqual(await s.quit(a.id, c), { channel: c, total: 0 });
+    // Written while empty: must be forgotten with the rest.
+    await s.ban(a.id, x.id, c);
+    const kept = await s.getChannel(c);
+    assert.deepEqual(kept && { ...kept, created: 0 }, {
+      channel: c,
+      created: 0,
+      keyed: true,
+      operators: [a.id],
+      total: 0,
+    });
+    assert.deepEqual(await s.join(b.id, c, null), { error: Codes.ERR_BADCHANNELKEY });
+    await delay(300);
+    await s.expirePeers(Date.now());
+    assert.equal(await s.getChannel(c), null);
+    assert.deepEqual(await s.join(x.id, c, null), {
+      created: true,
+      op: true,
+      already: false,
+      total: 1,
+    });
+    assert.deepEqual((await s.getChannel(c))?.operators, [x.id]);
+    assert.deepEqual(await s.operatorOf(a.id, [c]), []);
+  });
+
+  rule("a join within the retention time keeps the channel for good", {
+    retentionMs: 200,
+  }, async (w) => {
+    const s = await w.open("n1");
+    const a = await claimNew(s, "n1");
+    const c = newChannel();
+    await joinOk(s, a.id, c, sha256("k"));
+    await s.quit(a.id, c);
+    await delay(100);
+    assert.deepEqual(await s.join(a.id, c, sha256("k")), {
+      created: false,
+      op: true,
+      already: false,
+      total: 1,
+    });
+    await delay(250);
+    await s.expirePeers(Date.now());
+    assert.equal((await s.getChannel(c))?.keyed, true);
+  });
+
+  rule("a pending invite expires with the retention time", { retentionMs: 200 }, async (w) => {
+    const s = await w.open("n1");
+    const a = await claimNew(s, "n1");
+    const b = await claimNew(s, "n1");
+    const c = newChannel();
+    await joinOk(s, a.id, c, sha256("k"));
+    await s.invite(a.id, b.id, c);
+    await delay(300);
+    await s.expirePeers(Date.now());
+    assert.deepEqual(await s.join(b.id, c, null), { error: Codes.ERR_BADCHANNELKEY });
+  });
+
+  rule("onlineCount counts peers online on all nodes, not those in their grace", {}, async (w) => {
+    const s1 = await w.open("n1");
+    const s2 = await w.open("n2");
+    assert.equal(await s1.onlineCount(), 0);
+    await claimNew(s1, "n1");
+    const b = await claimNew(s2, "n2");
+    assert.equal(await s1.onlineCount(), 2);
+    await s2.releasePeer(b.id, b.session, Date.now() + 60_000);
+    assert.equal(await s1.onlineCount(), 1);
+  });
+
+  rule("ping is true while the store is reachable", {}, async (w) => {
+    const s = await w.open("n1");
+    assert.equal(await s.ping(), true);
+  });
+}
+
+/** The Redis store's own rules: node liveness, shutdown and outages. */
+function redisRules(env: RedisTestEnv): void {
+  const rule = (name: string, fn: (world: World) => Promise<void>) =>
+    Deno.test({ name: `redis store: ${name}`, ignore: env.ignore }, async () => {
+      const world = await redisWorld(env)({});
+      try {
+        await fn(world);
+      } finally {
+        await world.close();
+      }
+    });
+
+  rule(
+    "a node that stops beating is declared dead: its peers get the full grace, then quit",
+    async (w) => {
+      const liveness = { deadMs: 300, graceMs: 500 };
+      // Beats once when ready, then not again within the test: a crashed node.
+      const dead = await w.open("dead", { ...liveness, heartbeatMs: 60_000 });
+      const live = await w.open("live", { ...liveness, heartbeatMs: 50 });
+      const c = newChannel();
+      const [p, q, r] = [
+        await claimNew(dead, "dead"),
+        await claimNew(dead, "dead"),
+        await claimNew(live, "live"),
+      ];
+      for (const x of [p, q, r]) await joinOk(live, x.id, c);
+
+      assert.deepEqual(await live.expirePeers(Date.now()), []);
+      assert.equal((await live.getPeer(p.id))?.online, true, "alive until the beat is stale");
+      await delay(450);
+      const declared = Date.now();
+      assert.deepEqual(await live.expirePeers(declared), []);
+      assert.equal((await live.getPeer(p.id))?.online, false);
+      assert.equal((await live.getPeer(r.id))?.online, true, "a beating node is left alone");
+      assert.equal(await live.onlineCount(), 1);
+
+      // p resumes on the live node within its grace; q does not.
+      const resumed = await live.claimPeer(
+        claimOf(p.id, "live", "s2", { resumeHash: sha256(p.token) }),
+      );
+      assert.deepEqual(resumed, { fresh: false, channels: [c], away: false });
+      assert.deepEqual(await live.expirePeers(declared + 499), []);
+      assert.deepEqual(await live.expirePeers(declared + 500), [{
+        id: q.id,
+        channels: [{ channel: c, total: 2 }],
+      }]);
+      assert.deepEqual(await live.expirePeers(declared + 10_000), []);
+      assert.equal((await live.getPeer(p.id))?.online, true);
+    },
+  );
+
+  rule("two nodes racing to declare a node dead quit each of its peers once", async (w) => {
+    const liveness = { deadMs: 300, graceMs: 0 };
+    const dead = await w.open("dead", { ...liveness, heartbeatMs: 60_000 });
+    const n1 = await w.open("n1", { ...liveness, heartbeatMs: 50 });
+    const n2 = await w.open("n2", { ...liveness, heartbeatMs: 50 });
+    const ids: string[] = [];
+    for (let i = 0; i < 10; i++) ids.push((await claimNew(dead, "dead")).id);
+    await delay(450);
+    const race = async () => {
+      const out: Expired[] = [];
+      for (let i = 0; i < 3; i++) out.push(...await (i % 2 ? n1 : n2).expirePeers(Date.now()));
+      return out;
+    };
+    const [e1, e2] = await Promise.all([race(), race()]);
+    assert.deepEqual(sortExpired([...e1, ...e2]).map((e) => e.id), [...ids].sort());
+  });
+
+  rule("close puts the node's remaining peers into their grace", async (w) => {
+    const s1 = await w.open("n1", { graceMs: 1_000 });
+    const s2 = await w.open("n2");
+    const a = await claimNew(s1, "n1");
+    await joinOk(s1, a.id, newChannel());
+    await s1.close();
+    const closed = Date.now();
+    assert.equal((await s2.getPeer(a.id))?.online, false);
+    assert.equal(await s2.onlineCount(), 0);
+    assert.deepEqual(await s2.expirePeers(closed - 1_000), []);
+    assert.equal((await s2.expirePeers(closed + 1_000)).length, 1);
+  });
+
+  Deno.test({
+    name: "redis store: while Redis is unreachable, methods reject and ping resolves false",
+  }, async () => {
+    // Needs no Redis: nothing listens on port 1, so every connection attempt is refused.
+    const s = new RedisStore("redis://127.0.0.1:1", {
+      node: "n1",
+      prefix: uniquePrefix(),
+      limits: LIMITS,
+    });
+    try {
+      await assert.rejects(s.ready(300));
+      await assert.rejects(s.claimPeer(claimOf(newPeer(), "n1", "s1")));
+      await assert.rejects(s.join(newPeer(), newChannel(), null));
+      await assert.rejects(s.expirePeers(Date.now()));
+      assert.equal(await s.ping(), false);
+    } finally {
+      await s.close();
+    }
+  });
+}
+
+contract("memory", memoryWorld, false);
+
+const redis = await redisTests();
+contract("redis", redisWorld(redis), redis.ignore);
+redisRules(redis);
