@@ -45,9 +45,19 @@ if (config.redis !== undefined) {
   const { RedisStore } = await import("./server/store/redis.ts");
   const { RedisBus } = await import("./server/store/redis_bus.ts");
   const o = { prefix: config.redisPrefix, node };
-  store = new RedisStore(config.redis, { ...o, graceMs: config.graceMs, limits });
-  bus = new RedisBus(config.redis, { ...o, deliver: (topic, env) => hub.deliver(topic, env) });
+  const redisStore = new RedisStore(config.redis, { ...o, graceMs: config.graceMs, limits });
+  const redisBus = new RedisBus(config.redis, {
+    ...o,
+    deliver: (topic, env) => hub.deliver(topic, env),
+  });
   // The bus delivers only on topics the hub subscribed to, so `hub` exists by then.
+  [store, bus] = [redisStore, redisBus];
+  try {
+    await Promise.all([redisStore.ready(), redisBus.ready()]);
+  } catch (e) {
+    // Serve anyway: /healthz says 503 and commands get 503 until Redis answers.
+    log.warn("Redis is not reachable yet", { error: String(e) });
+  }
 }
 
 const hub: Hub = new Hub({

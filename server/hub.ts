@@ -559,6 +559,13 @@ export class Hub {
     this.#sweeping = true;
     try {
       for (const gone of await this.#timed(this.#store.expirePeers(this.#o.now()))) {
+        // A session still open here was given up by the cluster (this node stalled).
+        const stale = this.#peers.get(gone.id);
+        if (stale !== undefined) {
+          stale.replaced = true;
+          this.#forget(stale);
+          this.drop(stale, 1001, "session expired");
+        }
         for (const t of gone.channels) {
           if (t.total + 1 > this.#o.presenceLimit) continue;
           this.#toChannel(
