@@ -77,10 +77,23 @@ class Bad {
   constructor(readonly code: Code, readonly message: string) {}
 }
 
-/** Reads space-separated words off a frame, and the verbatim text after them. */
+/** Error codes in the order the protocol gives them precedence. */
+const PRECEDENCE: Code[] = [
+  Codes.ERR_INPUTTOOLONG,
+  Codes.ERR_NEEDMOREPARAMS,
+  Codes.ERR_ERRONEUSNICKNAME,
+];
+
+/**
+ * Reads space-separated words off a frame, and the verbatim text after them.
+ * Malformed or oversized words are noted and reading goes on, so a missing or
+ * extra argument (461) can still outrank them as the protocol orders.
+ */
 class Reader {
   #s: string;
   #i: number;
+  /** Problems found so far that do not stop reading (417, 432). */
+  readonly noted: Bad[] = [];
   constructor(s: string, i: number) {
     this.#s = s;
     this.#i = i;
@@ -115,6 +128,10 @@ class Reader {
     this.#i = s.length;
     return t.length > 0 ? t : undefined;
   }
+  /** Notes a problem; the most important one is reported at the end. */
+  note(code: Code, message: string): void {
+    this.noted.push(new Bad(code, message));
+  }
   /** 461 when words remain that the command does not take. */
   end(): void {
     if (this.word() !== undefined) throw new Bad(Codes.ERR_NEEDMOREPARAMS, "Too many arguments");
@@ -124,18 +141,18 @@ class Reader {
 function peerArg(r: Reader, what = "peer id"): string {
   const w = r.word();
   if (w === undefined) throw new Bad(Codes.ERR_NEEDMOREPARAMS, `Missing ${what}`);
-  if (!isPeerId(w)) throw new Bad(Codes.ERR_ERRONEUSNICKNAME, `Malformed peer id: ${clip(w)}`);
+  if (!isPeerId(w)) r.note(Codes.ERR_ERRONEUSNICKNAME, `Malformed peer id: ${clip(w)}`);
   return w.toLowerCase();
 }
 
 function channelArg(r: Reader): string {
   const w = r.word();
   if (w === undefined) throw new Bad(Codes.ERR_NEEDMOREPARAMS, "Missing channel");
-  return channelWord(w);
+  return channelWord(r, w);
 }
 
-function channelWord(w: string): string {
-  if (!isChannelId(w)) throw new Bad(Codes.ERR_ERRONEUSNICKNAME, `Malformed channel: ${clip(w)}`);
+function channelWord(r: Reader, w: string): string {
+  if (!isChannelId(w)) r.note(Codes.ERR_ERRONEUSNICKNAME, `Malformed channel: ${clip(w)}`);
   return w.toLowerCase();
 }
 
@@ -144,7 +161,7 @@ function optionalChannel(r: Reader): string | undefined {
   const w = r.peek();
   if (w === undefined || w[0] !== "#") return undefined;
   r.word();
-  return channelWord(w);
+  return channelWord(r, w);
 }
 
 function requiredText(r: Reader): string {
@@ -221,7 +238,7 @@ function parseArgs(cmd: CommandName, r: Reader): Command {
       const channel = channelArg(r);
       const token = r.word();
       if (token !== undefined && token.length > MAX_KEY) {
-        throw new Bad(Codes.ERR_INPUTTOOLONG, `Channel key is longer than ${MAX_KEY} characters`);
+        r.note(Codes.ERR_INPUTTOOLONG, `Channel key is longer than ${MAX_KEY} characters`);
       }
       r.end();
       return token === undefined ? { cmd, channel } : { cmd, channel, token };
@@ -249,8 +266,8 @@ function parseArgs(cmd: CommandName, r: Reader): Command {
       const w = r.word();
       if (w === undefined) throw new Bad(Codes.ERR_NEEDMOREPARAMS, "Missing peer id or channel");
       r.end();
-      if (w[0] === "#") return { cmd, channel: channelWord(w) };
-      if (!isPeerId(w)) throw new Bad(Codes.ERR_ERRONEUSNICKNAME, `Malformed peer id: ${clip(w)}`);
+      if (w[0] === "#") return { cmd, channel: channelWord(r, w) };
+      if (!isPeerId(w)) r.note(Codes.ERR_ERRONEUSNICKNAME, `Malformed peer id: ${clip(w)}`);
       return { cmd, peer: w.toLowerCase() };
     }
     case "peers": {
@@ -302,12 +319,18 @@ export function parseCommand(frame: string): ParseResult {
     return fail(null, Codes.ERR_UNKNOWNCOMMAND, `Unknown command: ${clip(word)}`);
   }
   const cmd = name as CommandName;
+  const r = new Reader(frame, end);
   try {
-    return { ok: true, command: parseArgs(cmd, new Reader(frame, end)) };
+    const command = parseArgs(cmd, r);
+    if (r.noted.length === 0) return { ok: true, command };
   } catch (e) {
-    if (e instanceof Bad) return fail(cmd, e.code, e.message);
-    throw e;
+    if (!(e instanceof Bad)) throw e;
+    r.noted.push(e);
   }
+  const worst = r.noted.reduce((a, b) =>
+    PRECEDENCE.indexOf(b.code) < PRECEDENCE.indexOf(a.code) ? b : a
+  );
+  return fail(cmd, worst.code, worst.message);
 }
 
 function fail(cmd: CommandName | null, code: Code, message: string): ParseResult {

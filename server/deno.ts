@@ -7,11 +7,32 @@ import type { Connection, Hub } from "./hub.ts";
 import { handleHttp, originAllowed } from "./http.ts";
 import type { Listener, ServeOptions } from "./serve.ts";
 
+/**
+ * Turns of the event loop, counted while anything is sent. Deno writes queued
+ * frames between turns, so bytes handed over in this turn say nothing yet about
+ * whether the client reads.
+ */
+let turn = 0;
+let counting = false;
+
+function currentTurn(): number {
+  if (!counting) {
+    counting = true;
+    setTimeout(() => {
+      turn++;
+      counting = false;
+    }, 0);
+  }
+  return turn;
+}
+
 /** A socket with per-turn batching of outgoing text. */
 class DenoConnection implements Connection {
   #ws: WebSocket;
   #pending: string[] = [];
-  #pendingBytes = 0;
+  /** Bytes handed to the socket in turn `#turn`. */
+  #turnBytes = 0;
+  #turn = -1;
   readonly remoteAddress: string;
 
   constructor(ws: WebSocket, remoteAddress: string) {
@@ -22,23 +43,28 @@ class DenoConnection implements Connection {
   send(text: string): void {
     if (this.#pending.length === 0) queueMicrotask(() => this.#flush());
     this.#pending.push(text);
-    this.#pendingBytes += text.length;
   }
 
   #flush(): void {
+    if (this.#pending.length === 0) return;
     const batch = this.#pending.length === 1 ? this.#pending[0] : this.#pending.join("\n");
     this.#pending = [];
-    this.#pendingBytes = 0;
-    if (this.#ws.readyState === WebSocket.OPEN) this.#ws.send(batch);
+    if (this.#ws.readyState !== WebSocket.OPEN) return;
+    const t = currentTurn();
+    if (this.#turn !== t) [this.#turn, this.#turnBytes] = [t, 0];
+    this.#turnBytes += batch.length;
+    this.#ws.send(batch);
   }
 
+  /** What earlier turns left unwritten: the client's backlog. */
   get bufferedAmount(): number {
-    return this.#ws.bufferedAmount + this.#pendingBytes;
+    const buffered = this.#ws.bufferedAmount;
+    return this.#turn === turn ? Math.max(0, buffered - this.#turnBytes) : buffered;
   }
 
   close(code: number, reason: string): void {
     // Whatever is batched leaves before the close frame.
-    if (this.#pending.length > 0) this.#flush();
+    this.#flush();
     try {
       this.#ws.close(code, reason);
     } catch {

@@ -183,3 +183,13 @@ Deno.test("parseCommand never throws, whatever the frame", () => {
     assert.equal(typeof r.ok, "boolean");
   }), { numRuns: 2000 });
 });
+
+Deno.test("within a frame 417 beats 461 beats 432", () => {
+  err("/quit #bad extra", Codes.ERR_NEEDMOREPARAMS, "quit");
+  err("/privmsg nothex", Codes.ERR_NEEDMOREPARAMS, "privmsg");
+  err("/kick nothex #bad x", Codes.ERR_ERRONEUSNICKNAME, "kick");
+  err(`/peers #bad 0 x`, Codes.ERR_NEEDMOREPARAMS, "peers");
+  err(`/join #bad ${"k".repeat(129)}`, Codes.ERR_INPUTTOOLONG, "join");
+  err(`/join #bad ${"k".repeat(129)} extra`, Codes.ERR_INPUTTOOLONG, "join");
+  err(`/ban nothex nochannel`, Codes.ERR_NEEDMOREPARAMS, "ban");
+});

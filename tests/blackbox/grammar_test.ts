@@ -1,0 +1,204 @@
+/** The command grammar: garbage frames, argument errors, error priority, reply order. */
+import assert from "node:assert/strict";
+import { bbtest, connect, group, newChannel, newId, peer, sharedServer } from "../harness.ts";
+
+const server = await sharedServer();
+
+bbtest("garbage frames get 421 with cmd null and the connection stays", async (rt) => {
+  await using a = await peer(server(rt).url);
+  for (
+    const frame of ["", "hello", "join #x", " /join", "/", "/ ", "/nosuch", "/join2 x", "/jo-in"]
+  ) {
+    await a.fail(frame, 421, null);
+  }
+  a.send(new TextEncoder().encode("/whois " + a.id)); // binary frame
+  const m = await a.reply();
+  assert.equal(m.type, "error");
+  assert.equal(m.code, 421);
+  assert.equal(m.cmd, null);
+  a.send(new Uint8Array([0xff, 0x00, 0x13]));
+  assert.equal((await a.reply()).code, 421);
+  await a.ok(`/whois ${a.id}`);
+});
+
+bbtest("a frame over the default 64 KiB limit gets 417 and the connection stays", async (rt) => {
+  const url = server(rt).url;
+  await using a = await peer(url);
+  await using b = await peer(url);
+  const big = `/privmsg ${b.id} ` + "x".repeat(70 * 1024);
+  const m = await a.cmd(big);
+  assert.equal(m.type, "error");
+  assert.equal(m.code, 417);
+  assert.ok(m.cmd === "privmsg" || m.cmd === null, `cmd ${m.cmd}`);
+  await b.noEvent("privmsg", 50);
+  // An SDP-sized message (~60 KiB) fits.
+  const sdp = "a=candidate:1 1 udp 2122260223 192.168.1.2 54321 typ host\r\n".repeat(1000);
+  await a.ok(`/privmsg ${b.id} ${sdp}`);
+  assert.equal((await b.event("privmsg")).text, sdp);
+});
+
+bbtest("missing arguments get 461", async (rt) => {
+  await using a = await peer(server(rt).url);
+  const id = newId();
+  const ch = newChannel();
+  for (
+    const frame of [
+      "/join",
+      "/quit",
+      "/privmsg",
+      `/privmsg ${id}`,
+      "/pubmsg",
+      `/pubmsg ${ch}`,
+      "/broadcast",
+      "/whois",
+      "/peers",
+      "/invite",
+      "/kick",
+      "/ban",
+      "/unban",
+      "/descp",
+    ]
+  ) {
+    await a.fail(frame, 461);
+  }
+});
+
+bbtest("extra arguments get 461 and change nothing", async (rt) => {
+  await using a = await peer(server(rt).url);
+  const ch = newChannel();
+  await a.ok(`/join ${ch}`);
+  const other = newId();
+  for (
+    const frame of [
+      `/join ${newChannel()} key extra`,
+      `/quit ${ch} extra`,
+      `/whois ${a.id} extra`,
+      `/whois ${ch} extra`,
+      `/peers ${ch} 0 extra`,
+      `/invite ${other} ${ch} extra`,
+      `/ban ${other} ${ch} extra`,
+      `/unban ${other} ${ch} extra`,
+    ]
+  ) {
+    await a.fail(frame, 461);
+  }
+  const w = await a.ok(`/whois ${a.id}`);
+  assert.deepEqual(w.channels, [ch]);
+});
+
+bbtest("malformed peer ids and channels get 432", async (rt) => {
+  await using a = await peer(server(rt).url);
+  const id = newId();
+  for (
+    const frame of [
+      `/join #${id.slice(1)}`,
+      `/join ${id}`,
+      `/join #${id.slice(0, 23)}g`,
+      `/quit #`,
+      `/privmsg ${id.slice(1)} hi`,
+      `/privmsg ${id}0 hi`,
+      `/privmsg x${id.slice(1)} hi`,
+      `/pubmsg ${id} hi`,
+      `/whois #abc`,
+      `/whois abc`,
+      `/peers ${id}`,
+      `/invite ${id.toUpperCase().replace(/./, "G")}`,
+      `/kick ${id} #${id}x`,
+      `/ban ${id} #zzz`,
+      `/unban #${id}`,
+    ]
+  ) {
+    await a.fail(frame, 432);
+  }
+});
+
+bbtest("error priority: 403 beats 442/404, 401 beats 482, 474 beats 475", async (rt) => {
+  const url = server(rt).url;
+  await using a = await peer(url);
+  await using b = await peer(url);
+  // Unknown channel (existence) before membership.
+  await a.fail(`/pubmsg ${newChannel()} x`, 403);
+  await a.fail(`/quit ${newChannel()}`, 403);
+  await a.fail(`/invite ${b.id} ${newChannel()}`, 403);
+  // Unknown peer before privilege: a non-operator kicking an unknown id.
+  const ch = newChannel();
+  await b.ok(`/join ${ch}`);
+  await a.ok(`/join ${ch}`);
+  await a.fail(`/kick ${newId()} ${ch}`, 401);
+  // Ban before key.
+  const keyed = newChannel();
+  await b.ok(`/join ${keyed} k`);
+  await b.ok(`/ban ${a.id} ${keyed}`);
+  await a.fail(`/join ${keyed} wrong`, 474);
+  // Membership before ban: a non-member inviting a banned peer.
+  await using c = await peer(url);
+  await c.fail(`/invite ${a.id} ${keyed}`, 442);
+});
+
+bbtest("error priority: 461 beats 432 (syntax order within a frame)", async (rt) => {
+  await using a = await peer(server(rt).url);
+  // Both a malformed argument and a missing/extra one: 461 wins.
+  await a.fail(`/quit #bad extra`, 461);
+  await a.fail(`/privmsg nothex`, 461);
+  await a.fail(`/whois nothex extra`, 461);
+});
+
+bbtest("error priority: 417 beats 432 (a key too long on a malformed channel)", async (rt) => {
+  await using a = await peer(server(rt).url);
+  await a.fail(`/join #bad ${"k".repeat(129)}`, 417);
+});
+
+bbtest("error priority before /descp: 421 and 461/432 come before 451", async (rt) => {
+  const url = server(rt).url;
+  await using c = await connect(url);
+  await c.fail("/nosuch", 421, null);
+  // (Whether a syntax error before /descp also closes is not specified: fresh sockets.)
+  await using c461 = await connect(url);
+  await c461.fail("/join", 461);
+  await using c432 = await connect(url);
+  await c432.fail("/join #bad", 432);
+  await c.fail(`/join ${newChannel()}`, 451);
+  assert.equal((await c.closed).code, 4001);
+});
+
+bbtest(
+  "50 mixed commands sent without waiting: one reply each, in order, with the right cmd",
+  async (rt) => {
+    const url = server(rt).url;
+    await using g = group(await peer(url), await peer(url));
+    const [a, b] = g;
+    const ch = newChannel();
+    const frames: [string, string | null][] = [];
+    const add = (frame: string, cmd: string | null) => frames.push([frame, cmd]);
+    add(`/join ${ch}`, "join");
+    for (let i = 0; i < 7; i++) {
+      add(`/pubmsg ${ch} m${i}`, "pubmsg");
+      add(`/whois ${a.id}`, "whois");
+      add(`/privmsg ${b.id} p${i}`, "privmsg");
+      add(`/peers ${ch}`, "peers");
+      add(`/nosuch ${i}`, null);
+      add(`/privmsg ${newId()} lost`, "privmsg"); // 401
+      add(`/away ${i % 2 ? "" : "brb"}`, "away");
+    }
+    add(`/quit ${ch}`, "quit");
+    assert.equal(frames.length, 51);
+    for (const [f] of frames) a.send(f);
+    const replies = [];
+    for (let i = 0; i < frames.length; i++) replies.push(await a.reply());
+    for (let i = 0; i < frames.length; i++) {
+      assert.equal(replies[i].cmd, frames[i][1], `reply ${i} to ${frames[i][0]}`);
+    }
+    // Spot checks: the right reply for the right frame.
+    assert.equal(replies[0].type, "ok");
+    for (let i = 0; i < 7; i++) {
+      const base = 1 + i * 7;
+      assert.equal(replies[base + 1].data.id, a.id);
+      assert.equal(replies[base + 4].code, 421);
+      assert.equal(replies[base + 5].code, 401);
+      assert.equal(replies[base + 6].data.away, i % 2 === 0 ? true : false);
+    }
+    // The privmsgs arrive in order.
+    for (let i = 0; i < 7; i++) assert.equal((await b.event("privmsg")).text, `p${i}`);
+    assert.equal(replies[50].data.channel, ch);
+  },
+);
