@@ -54,7 +54,11 @@ Deno.test("an unknown command gets 421 with cmd null", () => {
 
 Deno.test("command names are case-insensitive and ids are reported lowercase", () => {
   assert.deepEqual(ok("/JOIN " + C.toUpperCase().replace("#", "#")), { cmd: "join", channel: C });
-  assert.deepEqual(ok("/PrivMsg " + P.toUpperCase() + " hi"), { cmd: "privmsg", peer: P, text: "hi" });
+  assert.deepEqual(ok("/PrivMsg " + P.toUpperCase() + " hi"), {
+    cmd: "privmsg",
+    peer: P,
+    text: "hi",
+  });
 });
 
 Deno.test("/join: channel, optional token, 461 on extra or missing, 432 malformed, 417 long key", () => {
@@ -64,7 +68,11 @@ Deno.test("/join: channel, optional token, 461 on extra or missing, 432 malforme
   err(`/join ${C} a b`, Codes.ERR_NEEDMOREPARAMS, "join");
   err("/join #nothex", Codes.ERR_ERRONEUSNICKNAME, "join");
   err(`/join ${P}`, Codes.ERR_ERRONEUSNICKNAME, "join");
-  assert.deepEqual(ok(`/join ${C} ${"k".repeat(128)}`), { cmd: "join", channel: C, token: "k".repeat(128) });
+  assert.deepEqual(ok(`/join ${C} ${"k".repeat(128)}`), {
+    cmd: "join",
+    channel: C,
+    token: "k".repeat(128),
+  });
   err(`/join ${C} ${"k".repeat(129)}`, Codes.ERR_INPUTTOOLONG, "join");
 });
 
@@ -83,8 +91,16 @@ Deno.test("/quit and /whois take one argument", () => {
 Deno.test("text is taken verbatim after exactly one space", () => {
   const sdp = "v=0\r\no=- 46117 2 IN IP4 127.0.0.1\r\ns=-\r\n";
   assert.deepEqual(ok(`/privmsg ${P} ${sdp}`), { cmd: "privmsg", peer: P, text: sdp });
-  assert.deepEqual(ok(`/pubmsg ${C}   two  spaces  `), { cmd: "pubmsg", channel: C, text: "  two  spaces  " });
-  assert.deepEqual(ok(`/privmsg ${P} {"a": [1, 2]}`), { cmd: "privmsg", peer: P, text: '{"a": [1, 2]}' });
+  assert.deepEqual(ok(`/pubmsg ${C}   two  spaces  `), {
+    cmd: "pubmsg",
+    channel: C,
+    text: "  two  spaces  ",
+  });
+  assert.deepEqual(ok(`/privmsg ${P} {"a": [1, 2]}`), {
+    cmd: "privmsg",
+    peer: P,
+    text: '{"a": [1, 2]}',
+  });
   assert.deepEqual(ok("/broadcast  hi"), { cmd: "broadcast", text: " hi" });
   err(`/privmsg ${P}`, Codes.ERR_NEEDMOREPARAMS, "privmsg");
   err(`/privmsg ${P} `, Codes.ERR_NEEDMOREPARAMS, "privmsg");
@@ -121,13 +137,20 @@ Deno.test("/invite, /ban, /unban: peer and optional channel", () => {
 Deno.test("/kick: peer, optional channel, optional verbatim text", () => {
   assert.deepEqual(ok(`/kick ${P}`), { cmd: "kick", peer: P });
   assert.deepEqual(ok(`/kick ${P} ${C}`), { cmd: "kick", peer: P, channel: C });
-  assert.deepEqual(ok(`/kick ${P} ${C} spam  spam`), { cmd: "kick", peer: P, channel: C, text: "spam  spam" });
+  assert.deepEqual(ok(`/kick ${P} ${C} spam  spam`), {
+    cmd: "kick",
+    peer: P,
+    channel: C,
+    text: "spam  spam",
+  });
   assert.deepEqual(ok(`/kick ${P} no spam`), { cmd: "kick", peer: P, text: "no spam" });
   err(`/kick ${P} #bad reason`, Codes.ERR_ERRONEUSNICKNAME, "kick");
 });
 
 Deno.test("/descp: id and name required, reserved fields split off, meta kept", () => {
-  const c = ok(`/descp {"id":"${P.toUpperCase()}","name":"Ann","resume":"r","token":"t","admin":"a","x":1}`);
+  const c = ok(
+    `/descp {"id":"${P.toUpperCase()}","name":"Ann","resume":"r","token":"t","admin":"a","x":1}`,
+  );
   assert.deepEqual(c, {
     cmd: "descp",
     desc: { id: P, name: "Ann", meta: { x: 1 }, resume: "r", token: "t", admin: "a" },
@@ -147,12 +170,22 @@ Deno.test("/descp: name counts code points; over 64 or meta over 4 KiB gets 417,
   const emoji = "😀".repeat(64);
   assert.equal(parseDescription(JSON.stringify({ id: P, name: emoji })).name, emoji);
   err(`/descp ${JSON.stringify({ id: P, name: "a".repeat(65) })}`, Codes.ERR_INPUTTOOLONG, "descp");
-  err(`/descp ${JSON.stringify({ id: P, name: "a", pad: "x".repeat(4100) })}`, Codes.ERR_INPUTTOOLONG, "descp");
-  err(`/descp ${JSON.stringify({ id: "bad", name: "a".repeat(65) })}`, Codes.ERR_INPUTTOOLONG, "descp");
+  err(
+    `/descp ${JSON.stringify({ id: P, name: "a", pad: "x".repeat(4100) })}`,
+    Codes.ERR_INPUTTOOLONG,
+    "descp",
+  );
+  err(
+    `/descp ${JSON.stringify({ id: "bad", name: "a".repeat(65) })}`,
+    Codes.ERR_INPUTTOOLONG,
+    "descp",
+  );
 });
 
 Deno.test("/descp: __proto__ and constructor keys are plain data", () => {
-  const d = parseDescription(`{"id":"${P}","name":"a","__proto__":{"polluted":1},"constructor":"c"}`);
+  const d = parseDescription(
+    `{"id":"${P}","name":"a","__proto__":{"polluted":1},"constructor":"c"}`,
+  );
   assert.equal(Object.getPrototypeOf(d.meta), Object.prototype);
   assert.deepEqual(Object.keys(d.meta).sort(), ["__proto__", "constructor"]);
   assert.equal(({} as Record<string, unknown>).polluted, undefined);
@@ -174,14 +207,17 @@ Deno.test("parseCommand never throws, whatever the frame", () => {
   const frame = fc.oneof(
     fc.string(),
     fc.tuple(names, fc.string()).map(([n, rest]) => `/${n} ${rest}`),
-    fc.tuple(names, fc.array(fc.constantFrom(P, C, " ", "#", "{", "}", "x", "\r\n"))).map(([n, parts]) =>
-      `/${n} ${parts.join("")}`
-    ),
+    fc.tuple(names, fc.array(fc.constantFrom(P, C, " ", "#", "{", "}", "x", "\r\n"))).map((
+      [n, parts],
+    ) => `/${n} ${parts.join("")}`),
   );
-  fc.assert(fc.property(frame, (f) => {
-    const r = parseCommand(f);
-    assert.equal(typeof r.ok, "boolean");
-  }), { numRuns: 2000 });
+  fc.assert(
+    fc.property(frame, (f) => {
+      const r = parseCommand(f);
+      assert.equal(typeof r.ok, "boolean");
+    }),
+    { numRuns: 2000 },
+  );
 });
 
 Deno.test("within a frame 417 beats 461 beats 432", () => {

@@ -1,7 +1,13 @@
 /** Unit tests of the hub with fake connections: no sockets, no server. */
 import assert from "node:assert/strict";
 import { Codes, newChannelId, newId } from "../../protocol/mod.ts";
-import { type Connection, Hub, type HubOptions, MAX_QUEUE, type Session } from "../../server/hub.ts";
+import {
+  type Connection,
+  Hub,
+  type HubOptions,
+  MAX_QUEUE,
+  type Session,
+} from "../../server/hub.ts";
 import { MemoryStore } from "../../server/store/memory.ts";
 import type { Store } from "../../server/store/store.ts";
 
