@@ -174,7 +174,7 @@ export class Session {
 }
 
 type Result<C extends CommandName> = ReplyData<C> | Promise<ReplyData<C>>;
-type Handler = (s: Session, c: Command) => Result<CommandName>;
+type Handlers = { [C in CommandName]: (s: Session, c: Command & { cmd: C }) => Result<C> };
 
 /** The signalling hub. */
 export class Hub {
@@ -193,7 +193,7 @@ export class Hub {
   readonly #local = new Map<string, Set<Session>>();
   /** Every open socket. */
   readonly #sessions = new Set<Session>();
-  readonly #handlers: Record<CommandName, Handler>;
+  readonly #handlers: Handlers;
   #fanout?: Fanout;
   #sweeper?: ReturnType<typeof setInterval>;
   #sweeping = false;
@@ -229,19 +229,19 @@ export class Hub {
       channels: this.#local.size,
     });
     this.#handlers = {
-      descp: (s, c) => this.#descp(s, (c as { desc: Description }).desc),
-      join: (s, c) => this.#join(s, c as Extract<Command, { cmd: "join" }>),
-      quit: (s, c) => this.#quit(s, (c as Extract<Command, { cmd: "quit" }>).channel),
-      privmsg: (s, c) => this.#privmsg(s, c as Extract<Command, { cmd: "privmsg" }>),
-      pubmsg: (s, c) => this.#pubmsg(s, c as Extract<Command, { cmd: "pubmsg" }>),
-      broadcast: (s, c) => this.#broadcast(s, (c as Extract<Command, { cmd: "broadcast" }>).text),
-      whois: (s, c) => this.#whois(s, c as Extract<Command, { cmd: "whois" }>),
-      peers: (s, c) => this.#peersPage(s, c as Extract<Command, { cmd: "peers" }>),
-      invite: (s, c) => this.#invite(s, c as Extract<Command, { cmd: "invite" }>),
-      away: (s, c) => this.#away(s, (c as Extract<Command, { cmd: "away" }>).text),
-      kick: (s, c) => this.#kick(s, c as Extract<Command, { cmd: "kick" }>),
-      ban: (s, c) => this.#ban(s, c as Extract<Command, { cmd: "ban" }>),
-      unban: (s, c) => this.#unban(s, c as Extract<Command, { cmd: "unban" }>),
+      descp: (s, c) => this.#descp(s, c.desc),
+      join: (s, c) => this.#join(s, c),
+      quit: (s, c) => this.#quit(s, c.channel),
+      privmsg: (s, c) => this.#privmsg(s, c),
+      pubmsg: (s, c) => this.#pubmsg(s, c),
+      broadcast: (s, c) => this.#broadcast(s, c.text),
+      whois: (s, c) => this.#whois(s, c),
+      peers: (s, c) => this.#peersPage(s, c),
+      invite: (s, c) => this.#invite(s, c),
+      away: (s, c) => this.#away(s, c.text),
+      kick: (s, c) => this.#kick(s, c),
+      ban: (s, c) => this.#ban(s, c),
+      unban: (s, c) => this.#unban(s, c),
     };
     this.#sweeper = setInterval(() => this.#sweep(), this.#o.sweepMs);
   }
@@ -325,7 +325,8 @@ export class Hub {
     }
     let out: Result<CommandName>;
     try {
-      out = this.#handlers[c.cmd](s, c);
+      const handler = this.#handlers[c.cmd] as (s: Session, c: Command) => Result<CommandName>;
+      out = handler(s, c);
     } catch (e) {
       this.#fail(s, c.cmd, e);
       return;
@@ -591,9 +592,10 @@ export class Hub {
     }
   }
 
-  async #must<T extends object>(p: Promise<T | Fail>, message: (code: Code) => string): Promise<T> {
+  /** Awaits a store operation; its failure becomes the error reply. */
+  async #must<T extends object>(p: Promise<T | Fail>, about: About): Promise<T> {
     const r = await this.#timed(p);
-    if (failed(r)) refuse(r.error, message(r.error));
+    if (failed(r)) refuse(r.error, explain(r.error, about));
     return r;
   }
 
@@ -631,7 +633,7 @@ export class Hub {
         node: this.node,
         session: s.nonce,
       }),
-      () => `${d.id} is in use; resume it with its token`,
+      { peer: d.id },
     );
     if (s.gone) {
       // The socket closed while the claim was in flight: it starts its grace now.
@@ -675,12 +677,7 @@ export class Hub {
     const keyHash = c.token === undefined ? null : await sha256(c.channel + "\n" + c.token);
     const r = await this.#must(
       this.#store.join(id, c.channel, keyHash),
-      (code) =>
-        code === Codes.ERR_BANNEDFROMCHAN
-          ? `Cannot join ${c.channel}: banned`
-          : code === Codes.ERR_BADCHANNELKEY
-          ? `Cannot join ${c.channel}: wrong token`
-          : `Cannot join ${c.channel}: too many channels`,
+      { channel: c.channel },
     );
     if (!r.already) {
       this.#joinLocal(s, c.channel);
@@ -699,10 +696,7 @@ export class Hub {
   async #quit(s: Session, channel: string): Promise<ReplyData<"quit">> {
     const r = await this.#must(
       this.#store.quit(s.id!, channel),
-      (code) =>
-        code === Codes.ERR_NOSUCHCHANNEL
-          ? `No such channel ${channel}`
-          : `You are not on ${channel}`,
+      { channel },
     );
     this.#leaveLocal(s, channel);
     if (r.total + 1 <= this.#o.presenceLimit) {
@@ -828,14 +822,7 @@ export class Hub {
     }
     await this.#must(
       this.#store.invite(s.id!, c.peer, channel),
-      (code) =>
-        code === Codes.ERR_NOSUCHCHANNEL
-          ? `No such channel ${channel}`
-          : code === Codes.ERR_NOTONCHANNEL
-          ? `You are not on ${channel}`
-          : code === Codes.ERR_USERONCHANNEL
-          ? `${c.peer} is already on ${channel}`
-          : `${c.peer} is banned from ${channel}`,
+      { channel, peer: c.peer },
     );
     this.#toPeer(c.peer, this.#event("invite", { channel, from: s.id! }));
     return { channel, peer: c.peer };
@@ -862,25 +849,20 @@ export class Hub {
     s: Session,
     c: { peer: string; channel?: string; text?: string },
   ): Promise<ReplyData<"kick">> {
-    const target = this.#peers.has(c.peer) ? null : await this.#timed(this.#store.getPeer(c.peer));
-    if (target === null && !this.#peers.has(c.peer)) {
-      refuse(Codes.ERR_NOSUCHNICK, `No such peer: ${c.peer}`);
-    }
+    const target = await this.#timed(this.#store.getPeer(c.peer));
+    if (target === null) refuse(Codes.ERR_NOSUCHNICK, `No such peer: ${c.peer}`);
     let channel = c.channel;
     if (channel === undefined) {
-      const ops = await this.#opChannels(s);
-      const targetIn = new Set(
-        target?.channels.map((x) => x.channel) ?? this.#peers.get(c.peer)!.channels,
-      );
+      const targetIn = new Set(target.channels.map((x) => x.channel));
       channel = this.#only(
-        ops.filter((x) => targetIn.has(x)),
+        (await this.#opChannels(s)).filter((x) => targetIn.has(x)),
         Codes.ERR_USERNOTINCHANNEL,
         `${c.peer} is on none of your channels`,
       );
     }
     await this.#must(
       this.#store.kick(s.id!, c.peer, channel),
-      (code) => this.#opMessage(code, channel, c.peer),
+      { channel, peer: c.peer },
     );
     const fields: Omit<EventOf<"kick">, "type" | "ts"> = { channel, peer: c.peer, by: s.id! };
     if (c.text !== undefined) fields.text = c.text;
@@ -893,7 +875,7 @@ export class Hub {
       this.#only(await this.#opChannels(s), Codes.ERR_CHANOPRIVSNEEDED, "You are operator nowhere");
     const r = await this.#must(
       this.#store.ban(s.id!, c.peer, channel),
-      (code) => this.#opMessage(code, channel, c.peer),
+      { channel, peer: c.peer },
     );
     const event = this.#event("ban", { channel, peer: c.peer, by: s.id! });
     if (r.wasMember) this.#toChannel(channel, event, undefined, c.peer);
@@ -909,7 +891,7 @@ export class Hub {
       this.#only(await this.#opChannels(s), Codes.ERR_CHANOPRIVSNEEDED, "You are operator nowhere");
     await this.#must(
       this.#store.unban(s.id!, c.peer, channel),
-      (code) => this.#opMessage(code, channel, c.peer),
+      { channel, peer: c.peer },
     );
     return { channel, peer: c.peer };
   }
@@ -931,11 +913,39 @@ export class Hub {
     }
     return candidates[0];
   }
+}
 
-  #opMessage(code: Code, channel: string, peer: string): string {
-    if (code === Codes.ERR_NOSUCHCHANNEL) return `No such channel ${channel}`;
-    if (code === Codes.ERR_USERNOTINCHANNEL) return `${peer} is not on ${channel}`;
-    return `You are not an operator of ${channel}, or the target is yourself`;
+/** What a failed store operation was about. */
+interface About {
+  channel?: string;
+  peer?: string;
+}
+
+/** The human message of an error a store operation returned. */
+function explain(code: Code, { channel, peer }: About): string {
+  switch (code) {
+    case Codes.ERR_NOSUCHCHANNEL:
+      return `No such channel ${channel}`;
+    case Codes.ERR_TOOMANYCHANNELS:
+      return `Cannot join ${channel}: too many channels`;
+    case Codes.ERR_NICKNAMEINUSE:
+      return `${peer} is in use; resume it with its token`;
+    case Codes.ERR_USERNOTINCHANNEL:
+      return `${peer} is not on ${channel}`;
+    case Codes.ERR_NOTONCHANNEL:
+      return `You are not on ${channel}`;
+    case Codes.ERR_USERONCHANNEL:
+      return `${peer} is already on ${channel}`;
+    case Codes.ERR_BANNEDFROMCHAN:
+      return peer === undefined
+        ? `You are banned from ${channel}`
+        : `${peer} is banned from ${channel}`;
+    case Codes.ERR_BADCHANNELKEY:
+      return `Cannot join ${channel}: wrong token`;
+    case Codes.ERR_CHANOPRIVSNEEDED:
+      return `You are not an operator of ${channel}, or the target is yourself`;
+    default:
+      return codeName(code);
   }
 }
 
