@@ -9,6 +9,7 @@
  */
 import process from "node:process";
 import { readFileSync } from "node:fs";
+import { hostname } from "node:os";
 import pkg from "./package.json" with { type: "json" };
 import { newId } from "./protocol/mod.ts";
 import { iceServers, jwtAuth } from "./server/auth.ts";
@@ -34,7 +35,8 @@ if (config.help) {
 }
 
 const log = createLogger(config.log);
-const node = newId();
+// A stable id lets a restarted node recognise its predecessor's peers at once.
+const node = config.nodeId ?? (config.port === 0 ? newId() : `${hostname()}:${config.port}`);
 const generatedAdmin = config.adminToken === undefined;
 const adminToken = config.adminToken ?? crypto.randomUUID();
 const limits = { maxChannels: config.maxChannels, retentionMs: config.retentionMs };

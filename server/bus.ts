@@ -27,6 +27,8 @@ export type Deliver = (topic: string, env: Envelope) => void;
 
 /** The cross-node bus. */
 export interface Bus {
+  /** Whether envelopes can reach the other nodes now. */
+  readonly up: boolean;
   /** Sends `env` to the other nodes subscribed to `topic`. */
   publish(topic: string, env: Envelope): void;
   /** Starts receiving `topic` (called once per topic by the hub). */
@@ -39,6 +41,7 @@ export interface Bus {
 
 /** The bus of a single node: there is nobody else to tell. */
 export class NoBus implements Bus {
+  readonly up = true;
   publish(): void {}
   subscribe(): void {}
   unsubscribe(): void {}

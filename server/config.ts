@@ -8,6 +8,7 @@ export interface Config {
   host: string;
   redis?: string;
   redisPrefix: string;
+  nodeId?: string;
   adminToken?: string;
   authSecret?: string;
   graceMs: number;
@@ -59,6 +60,14 @@ export const OPTIONS: Record<Exclude<keyof Config, "help">, Option> = {
     def: "signaller:",
     kind: "string",
     help: "key and channel prefix in Redis",
+  },
+  nodeId: {
+    flag: "node-id",
+    env: "SIGNALLER_NODE_ID",
+    kind: "string",
+    help:
+      "this node's id in the cluster (default HOSTNAME:PORT): a node restarted with the same id " +
+      "starts its predecessor's peers' grace at once",
   },
   adminToken: {
     flag: "admin-token",

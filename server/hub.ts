@@ -243,6 +243,8 @@ export class Hub {
       ban: (s, c) => this.#ban(s, c),
       unban: (s, c) => this.#unban(s, c),
     };
+    // Broadcasts and presence spanning channels reach every node.
+    this.#bus.subscribe("all");
     this.#sweeper = setInterval(() => this.#sweep(), this.#o.sweepMs);
   }
 
@@ -728,6 +730,8 @@ export class Hub {
 
   #pubmsg(s: Session, c: { channel: string; text: string }): Result<"pubmsg"> {
     if (s.channels.has(c.channel)) {
+      // Members on other nodes could not get it: fail rather than half-deliver.
+      if (!this.#bus.up) refuse(Codes.ERR_UNAVAILABLE, "The cluster is unreachable; try again");
       const id = newId(), ts = this.#o.now();
       const text = JSON.stringify({
         type: "pubmsg",

@@ -488,9 +488,14 @@ export class RedisStore implements Store {
     this.#beat = setInterval(() => this.#heartbeat(), options.heartbeatMs ?? 1_000);
   }
 
-  /** Resolves once Redis answers and this node's first beat is stored; rejects after `timeoutMs`. */
+  /**
+   * Resolves once Redis answers and this node's first beat is stored; rejects
+   * after `timeoutMs`. Peers a predecessor with the same node id left behind
+   * (a restart) enter their grace now, without waiting to be declared dead.
+   */
   async ready(timeoutMs = 5_000): Promise<void> {
     await whenReady(this.#redis, timeoutMs);
+    await this.#run("sgNodeDown", this.#node, Date.now() + this.#graceMs);
     await this.#run("sgBeat", this.#node);
   }
 

@@ -52,7 +52,12 @@ export class RedisBus implements Bus {
     await Promise.all([whenReady(this.#pub, timeoutMs), whenReady(this.#sub, timeoutMs)]);
   }
 
-  /** Publishes `env` to `topic`; dropped while Redis is down (nobody could receive it). */
+  /** Both connections are up: what is published reaches the other nodes. */
+  get up(): boolean {
+    return this.#pub.status === "ready" && this.#sub.status === "ready";
+  }
+
+  /** Publishes `env` to `topic`; dropped while Redis is down (the hub checks {@linkcode up}). */
   publish(topic: string, env: Envelope): void {
     if (this.#pub.status !== "ready") return;
     this.#pub.publish(this.#prefix + topic, encode(this.#node, env)).catch(() => {});
