@@ -7,32 +7,27 @@ import type { Connection, Hub } from "./hub.ts";
 import { handleHttp, originAllowed } from "./http.ts";
 import type { Listener, ServeOptions } from "./serve.ts";
 
+/** Sockets with events waiting, flushed together once the turn's input is handled. */
+const dirty = new Set<DenoConnection>();
 /**
- * Turns of the event loop, counted while anything is sent. Deno writes queued
- * frames between turns, so bytes handed over in this turn say nothing yet about
- * whether the client reads.
+ * Flushes so far. Deno writes between turns, so the bytes of the latest flush
+ * say nothing yet about whether the client reads; what is older than that does.
  */
-let turn = 0;
-let counting = false;
+let flushes = 0;
 
-function currentTurn(): number {
-  if (!counting) {
-    counting = true;
-    setTimeout(() => {
-      turn++;
-      counting = false;
-    }, 0);
-  }
-  return turn;
+function flushAll(): void {
+  flushes++;
+  for (const c of dirty) c.flush();
+  dirty.clear();
 }
 
 /** A socket with per-turn batching of outgoing text. */
 class DenoConnection implements Connection {
   #ws: WebSocket;
   #pending: string[] = [];
-  /** Bytes handed to the socket in turn `#turn`. */
-  #turnBytes = 0;
-  #turn = -1;
+  /** Bytes handed to the socket by flush number `#flushed`. */
+  #flushedBytes = 0;
+  #flushed = -1;
   readonly remoteAddress: string;
 
   constructor(ws: WebSocket, remoteAddress: string) {
@@ -41,30 +36,32 @@ class DenoConnection implements Connection {
   }
 
   send(text: string): void {
-    if (this.#pending.length === 0) queueMicrotask(() => this.#flush());
+    if (this.#pending.length === 0) {
+      if (dirty.size === 0) setImmediate(flushAll);
+      dirty.add(this);
+    }
     this.#pending.push(text);
   }
 
-  #flush(): void {
+  /** Sends what this turn batched as one frame. */
+  flush(): void {
     if (this.#pending.length === 0) return;
     const batch = this.#pending.length === 1 ? this.#pending[0] : this.#pending.join("\n");
     this.#pending = [];
     if (this.#ws.readyState !== WebSocket.OPEN) return;
-    const t = currentTurn();
-    if (this.#turn !== t) [this.#turn, this.#turnBytes] = [t, 0];
-    this.#turnBytes += batch.length;
+    [this.#flushed, this.#flushedBytes] = [flushes, batch.length];
     this.#ws.send(batch);
   }
 
-  /** What earlier turns left unwritten: the client's backlog. */
+  /** What earlier flushes left unwritten: the client's backlog. */
   get bufferedAmount(): number {
     const buffered = this.#ws.bufferedAmount;
-    return this.#turn === turn ? Math.max(0, buffered - this.#turnBytes) : buffered;
+    return this.#flushed === flushes ? Math.max(0, buffered - this.#flushedBytes) : buffered;
   }
 
   close(code: number, reason: string): void {
     // Whatever is batched leaves before the close frame.
-    this.#flush();
+    this.flush();
     try {
       this.#ws.close(code, reason);
     } catch {
