@@ -3,6 +3,7 @@
  * {@linkcode Connection}. Channel fan-out uses Bun's native topics: one
  * `publish` serializes and frames an event once for every subscriber.
  */
+import { Batched } from "./batch.ts";
 import type { Connection, Hub, Session } from "./hub.ts";
 import { handleHttp, originAllowed } from "./http.ts";
 import type { Listener, ServeOptions } from "./serve.ts";
@@ -32,17 +33,24 @@ declare const Bun: {
   serve(options: Record<string, unknown>): BunServer;
 };
 
-class BunConnection implements Connection {
-  constructor(readonly ws: BunSocket, readonly remoteAddress: string) {}
-  send(text: string): void {
+/**
+ * A socket whose direct sends (replies, privmsg) are batched per turn; channel
+ * fan-out bypasses the batch through Bun's native publish.
+ */
+class BunConnection extends Batched implements Connection {
+  constructor(readonly ws: BunSocket, readonly remoteAddress: string) {
+    super();
+  }
+  protected write(frame: string): void {
     // -1: queued behind backpressure (the hub checks the buffer); 0: dropped, and
     // closeOnBackpressureLimit closes the socket, so nothing is silently lost.
-    this.ws.send(text);
+    this.ws.send(frame);
   }
   get bufferedAmount(): number {
     return this.ws.getBufferedAmount();
   }
   close(code: number, reason: string): void {
+    this.flush();
     this.ws.close(code, reason);
   }
 }

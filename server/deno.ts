@@ -3,60 +3,35 @@
  * {@linkcode Connection}. Events bound for one socket within one turn of the
  * event loop leave as one frame (newline-delimited JSON).
  */
+import { Batched, flushCount } from "./batch.ts";
 import type { Connection, Hub } from "./hub.ts";
 import { handleHttp, originAllowed } from "./http.ts";
 import type { Listener, ServeOptions } from "./serve.ts";
 
-/** Sockets with events waiting, flushed together once the turn's input is handled. */
-const dirty = new Set<DenoConnection>();
-/**
- * Flushes so far. Deno writes between turns, so the bytes of the latest flush
- * say nothing yet about whether the client reads; what is older than that does.
- */
-let flushes = 0;
-
-function flushAll(): void {
-  flushes++;
-  for (const c of dirty) c.flush();
-  dirty.clear();
-}
-
 /** A socket with per-turn batching of outgoing text. */
-class DenoConnection implements Connection {
+class DenoConnection extends Batched implements Connection {
   #ws: WebSocket;
-  #pending: string[] = [];
   /** Bytes handed to the socket by flush number `#flushed`. */
   #flushedBytes = 0;
   #flushed = -1;
   readonly remoteAddress: string;
 
   constructor(ws: WebSocket, remoteAddress: string) {
+    super();
     this.#ws = ws;
     this.remoteAddress = remoteAddress;
   }
 
-  send(text: string): void {
-    if (this.#pending.length === 0) {
-      if (dirty.size === 0) setImmediate(flushAll);
-      dirty.add(this);
-    }
-    this.#pending.push(text);
-  }
-
-  /** Sends what this turn batched as one frame. */
-  flush(): void {
-    if (this.#pending.length === 0) return;
-    const batch = this.#pending.length === 1 ? this.#pending[0] : this.#pending.join("\n");
-    this.#pending = [];
+  protected write(frame: string): void {
     if (this.#ws.readyState !== WebSocket.OPEN) return;
-    [this.#flushed, this.#flushedBytes] = [flushes, batch.length];
-    this.#ws.send(batch);
+    [this.#flushed, this.#flushedBytes] = [flushCount(), frame.length];
+    this.#ws.send(frame);
   }
 
   /** What earlier flushes left unwritten: the client's backlog. */
   get bufferedAmount(): number {
     const buffered = this.#ws.bufferedAmount;
-    return this.#flushed === flushes ? Math.max(0, buffered - this.#flushedBytes) : buffered;
+    return this.#flushed === flushCount() ? Math.max(0, buffered - this.#flushedBytes) : buffered;
   }
 
   close(code: number, reason: string): void {

@@ -1,0 +1,48 @@
+/**
+ * Per-turn batching of outgoing events: what one socket is sent within one
+ * turn of the event loop leaves as one frame of newline-delimited JSON
+ * (PROTOCOL.md allows several objects per frame), so a burst costs one write
+ * per socket instead of one per event.
+ */
+
+/** Connections with text waiting, flushed together once the turn's input is handled. */
+const dirty = new Set<Batched>();
+/** Flushes so far: lets a connection tell its latest flush from older ones. */
+let flushes = 0;
+
+function flushAll(): void {
+  flushes++;
+  for (const c of dirty) c.flush();
+  dirty.clear();
+}
+
+/** The number of the flush in progress or last done. */
+export function flushCount(): number {
+  return flushes;
+}
+
+/** A socket whose outgoing text is batched per turn; subclasses write the frames. */
+export abstract class Batched {
+  #pending: string[] = [];
+
+  /** Queues `text` for this turn's frame. */
+  send(text: string): void {
+    if (this.#pending.length === 0) {
+      // setImmediate runs after the turn's I/O callbacks: every event they produced is in.
+      if (dirty.size === 0) setImmediate(flushAll);
+      dirty.add(this);
+    }
+    this.#pending.push(text);
+  }
+
+  /** Writes what this turn batched as one frame. */
+  flush(): void {
+    const p = this.#pending;
+    if (p.length === 0) return;
+    this.#pending = [];
+    this.write(p.length === 1 ? p[0] : p.join("\n"));
+  }
+
+  /** Writes one frame to the socket. */
+  protected abstract write(frame: string): void;
+}
