@@ -26,8 +26,13 @@ import {
   ServerMessage,
 } from "../protocol/mod.ts";
 
-/** A runtime the server can run on. */
-export type Runtime = "deno" | "bun";
+/** A runtime the server can run on; `"binary"` is the single binary `deno task compile` builds. */
+export type Runtime = "deno" | "bun" | "binary";
+
+/** The single binary under test: `$SIGNALLER_BINARY`, or `dist/signaller`. */
+export function binaryPath(): string {
+  return Deno.env.get("SIGNALLER_BINARY") ?? ROOT + "dist/signaller";
+}
 
 /** Options of {@linkcode startServer}. */
 export interface StartOptions {
@@ -117,8 +122,12 @@ async function drainLines(
  */
 export async function startServer(opts: StartOptions = {}): Promise<ServerHandle> {
   const runtime = opts.runtime ?? "deno";
-  const flags = ["server.ts", "--port", "0", "--host", "127.0.0.1", ...(opts.args ?? [])];
-  const [cmd, args] = runtime === "deno" ? ["deno", ["run", "-A", ...flags]] : ["bun", flags];
+  const flags = ["--port", "0", "--host", "127.0.0.1", ...(opts.args ?? [])];
+  const [cmd, args] = runtime === "deno"
+    ? ["deno", ["run", "-A", "server.ts", ...flags]]
+    : runtime === "bun"
+    ? ["bun", ["server.ts", ...flags]]
+    : [binaryPath(), flags];
   const child = new Deno.Command(cmd, {
     args,
     cwd: ROOT,
