@@ -3,6 +3,7 @@
  * scripted fake socket (FIFO, events, reconnect decisions, timers), and the
  * client against the real server spawned on a free port.
  */
+import { startServer as start } from "./harness.ts";
 import assert from "node:assert/strict";
 import {
   backoffCeiling,
@@ -574,15 +575,6 @@ Deno.test("a throwing listener does not break the client; the error is reported"
 
 // ---- the client against the real server --------------------------------------
 
-const ROOT = new URL("..", import.meta.url).pathname;
-const HAVE_SERVER = (() => {
-  try {
-    return Deno.statSync(ROOT + "server.ts").isFile;
-  } catch {
-    return false;
-  }
-})();
-
 interface Server {
   url: string;
   stop(): Promise<void>;
@@ -597,60 +589,8 @@ function chan(): `#${string}` {
 
 /** Spawns `server.ts` on a free port and waits for `signaller listening on ws://HOST:PORT/`. */
 async function startServer(args: string[] = []): Promise<Server> {
-  const child = new Deno.Command("deno", {
-    args: ["run", "-A", "server.ts", "--port", "0", "--host", "127.0.0.1", ...args],
-    cwd: ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const stderr: string[] = [];
-  const drainErr = (async () => {
-    for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
-      stderr.push(chunk);
-    }
-  })();
-  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let buf = "";
-  let url: string | undefined;
-  const deadline = setTimeout(() => child.kill("SIGKILL"), 20_000);
-  try {
-    while (url === undefined) {
-      const { value, done } = await lines.read();
-      if (done) break;
-      buf += value;
-      let nl;
-      while ((nl = buf.indexOf("\n")) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        const m = /^signaller listening on (ws:\/\/\S+)$/.exec(line.trim());
-        if (m) url = m[1];
-      }
-    }
-  } finally {
-    clearTimeout(deadline);
-  }
-  const drainOut = (async () => {
-    try {
-      while (!(await lines.read()).done) { /* keep the pipe flowing */ }
-    } catch { /* the process died */ }
-  })();
-  if (url === undefined) {
-    child.kill("SIGKILL");
-    await child.status;
-    await Promise.all([drainErr, drainOut]);
-    throw new Error(`server did not start:\n${stderr.join("")}`);
-  }
-  return {
-    url,
-    async stop() {
-      try {
-        child.kill("SIGKILL");
-      } catch { /* already gone */ }
-      await child.status;
-      await Promise.all([drainErr, drainOut]);
-    },
-  };
+  const s = await start({ args });
+  return { url: s.url, stop: () => s.kill() };
 }
 
 /** A typed client on `server`, its sockets tracked so a test can cut them from outside. */
@@ -714,7 +654,7 @@ function withServer(fn: (server: Server) => Promise<void>, graceMs = 2000, args:
   };
 }
 
-const live = { ignore: !HAVE_SERVER, sanitizeResources: true, sanitizeOps: true };
+const live = { sanitizeResources: true, sanitizeOps: true };
 
 Deno.test(
   "server: connect() describes the peer and resolves with the typed /descp reply",
