@@ -7,18 +7,9 @@
 
 /** Connections with text waiting, flushed together once the turn's input is handled. */
 const dirty = new Set<Batched>();
-/** Flushes so far: lets a connection tell its latest flush from older ones. */
-let flushes = 0;
-
 function flushAll(): void {
-  flushes++;
   for (const c of dirty) c.flush();
   dirty.clear();
-}
-
-/** The number of the flush in progress or last done. */
-export function flushCount(): number {
-  return flushes;
 }
 
 /** A socket whose outgoing text is batched per turn; subclasses write the frames. */

@@ -3,7 +3,7 @@
  * {@linkcode Connection}. Events bound for one socket within one turn of the
  * event loop leave as one frame (newline-delimited JSON).
  */
-import { Batched, flushCount } from "./batch.ts";
+import { Batched } from "./batch.ts";
 import type { Connection, Hub } from "./hub.ts";
 import { handleHttp, originAllowed } from "./http.ts";
 import type { Listener, ServeOptions } from "./serve.ts";
@@ -11,9 +11,12 @@ import type { Listener, ServeOptions } from "./serve.ts";
 /** A socket with per-turn batching of outgoing text. */
 class DenoConnection extends Batched implements Connection {
   #ws: WebSocket;
-  /** Bytes handed to the socket by flush number `#flushed`. */
-  #flushedBytes = 0;
-  #flushed = -1;
+  /**
+   * What earlier flushes had left unwritten when this turn's batch was handed
+   * over: the client's backlog. Deno writes between turns, so the batch just
+   * handed over says nothing yet about whether the client reads.
+   */
+  #backlog = 0;
   readonly remoteAddress: string;
 
   constructor(ws: WebSocket, remoteAddress: string) {
@@ -24,14 +27,12 @@ class DenoConnection extends Batched implements Connection {
 
   protected write(frame: string): void {
     if (this.#ws.readyState !== WebSocket.OPEN) return;
-    [this.#flushed, this.#flushedBytes] = [flushCount(), frame.length];
+    this.#backlog = this.#ws.bufferedAmount;
     this.#ws.send(frame);
   }
 
-  /** What earlier flushes left unwritten: the client's backlog. */
   get bufferedAmount(): number {
-    const buffered = this.#ws.bufferedAmount;
-    return this.#flushed === flushCount() ? Math.max(0, buffered - this.#flushedBytes) : buffered;
+    return this.#backlog;
   }
 
   close(code: number, reason: string): void {
