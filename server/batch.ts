@@ -14,11 +14,13 @@ function flushAll(): void {
 
 /** A socket whose outgoing text is batched per turn; subclasses write the frames. */
 export abstract class Batched {
-  #pending: string[] = [];
+  /** This turn's text; none between turns (an idle socket holds no array). */
+  #pending?: string[];
 
   /** Queues `text` for this turn's frame. */
   send(text: string): void {
-    if (this.#pending.length === 0) {
+    if (this.#pending === undefined) {
+      this.#pending = [];
       // setImmediate runs after the turn's I/O callbacks: every event they produced is in.
       if (dirty.size === 0) setImmediate(flushAll);
       dirty.add(this);
@@ -29,8 +31,8 @@ export abstract class Batched {
   /** Writes what this turn batched as one frame. */
   flush(): void {
     const p = this.#pending;
-    if (p.length === 0) return;
-    this.#pending = [];
+    if (p === undefined) return;
+    this.#pending = undefined;
     this.write(p.length === 1 ? p[0] : p.join("\n"));
   }
 

@@ -126,7 +126,8 @@ export class Session {
   replaced = false;
   readonly conn: Connection;
   readonly #hub: Hub;
-  #queue: (string | null)[] = [];
+  /** Frames waiting behind a command that awaits the store (allocated when first needed). */
+  #queue?: (string | null)[];
   #busy = false;
   handshake?: ReturnType<typeof setTimeout>;
   /** Close after the current reply is sent. */
@@ -158,6 +159,7 @@ export class Session {
   #enqueue(frame: string | null): void {
     if (this.gone) return;
     if (!this.#busy) return this.#step(frame);
+    this.#queue ??= [];
     if (this.#queue.length >= MAX_QUEUE) return this.#hub.drop(this, 4003, "flood");
     this.#queue.push(frame);
   }
@@ -168,7 +170,8 @@ export class Session {
     this.#busy = true;
     pending.then(() => {
       this.#busy = false;
-      while (!this.#busy && this.#queue.length > 0 && !this.gone) this.#step(this.#queue.shift()!);
+      const q = this.#queue;
+      while (!this.#busy && q !== undefined && q.length > 0 && !this.gone) this.#step(q.shift()!);
     });
   }
 }
@@ -643,6 +646,7 @@ export class Hub {
       refuse(Codes.ERR_UNAVAILABLE, "closed");
     }
     clearTimeout(s.handshake);
+    s.handshake = undefined;
     Object.assign(s, {
       id: d.id,
       name: d.name,
@@ -969,9 +973,8 @@ function typeOf(text: string): string {
 /** SHA-256 of a string, as hex. */
 export async function sha256(s: string): Promise<string> {
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", encoder.encode(s)));
-  let hex = "";
-  for (const b of digest) hex += b.toString(16).padStart(2, "0");
-  return hex;
+  // One flat string: a `+=` loop would keep 32 pieces alive per stored hash (a rope).
+  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 /** A resume token: 192 random bits, base64url. */

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { ObjectId } from "bson";
 import fc from "fast-check";
 import {
   Codes,
@@ -28,6 +29,16 @@ function err(frame: string, code: number, cmd: string | null) {
   assert.equal(r.error.code, code, `${frame}: ${r.error.message}`);
   assert.equal(r.error.cmd, cmd);
 }
+
+Deno.test("ids: newId makes BSON ObjectIds of the current time, unique", () => {
+  const ids = Array.from({ length: 1000 }, () => newId());
+  assert.equal(new Set(ids).size, ids.length);
+  for (const id of ids.slice(0, 10)) {
+    const oid = new ObjectId(id);
+    assert.equal(oid.toHexString(), id);
+    assert.ok(Math.abs(oid.getTimestamp().getTime() - Date.now()) < 5000);
+  }
+});
 
 Deno.test("ids: newId and newChannelId make valid lowercase ids", () => {
   assert.ok(isPeerId(newId()));
