@@ -217,3 +217,12 @@ bbtest("a client that stops reading is closed with 4008; the others keep receivi
     "after",
   );
 });
+
+// Bun refuses frames over 16 × --max-frame itself; Deno offers no such limit, so there the
+// frame is read and answered with 417 like any other oversized one (the test above).
+bbtest("a frame far over the limit is refused by the runtime: close 1009", async (rt) => {
+  await using s = await startServer({ runtime: rt, args: ["--max-frame", "1024"] });
+  await using a = await peer(s.url);
+  a.send("/away " + "x".repeat(16 * 1024 + 1));
+  assert.equal((await within(a.closed, 3000, "close")).code, 1009);
+}, { ignore: ["deno"] });
