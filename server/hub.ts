@@ -983,10 +983,10 @@ function randomToken(): string {
   return btoa(String.fromCharCode(...bytes)).replaceAll("+", "-").replaceAll("/", "_");
 }
 
-/** Compares two secrets in time independent of where they differ. */
-export function sameText(a: string, b: string): boolean {
-  const x = encoder.encode(a), y = encoder.encode(b);
+/** Compares `given` with the secret `expected` in time that depends on neither's content. */
+export function sameText(given: string, expected: string): boolean {
+  const x = encoder.encode(given), y = encoder.encode(expected);
   let diff = x.length ^ y.length;
-  for (let i = 0; i < y.length; i++) diff |= (x[i % (x.length || 1)] ?? 0) ^ y[i];
+  for (let i = 0; i < y.length; i++) diff |= (x[i] ?? 0) ^ y[i];
   return diff === 0;
 }

@@ -6,6 +6,7 @@ import {
   Hub,
   type HubOptions,
   MAX_QUEUE,
+  sameText,
   type Session,
 } from "../../server/hub.ts";
 import { MemoryStore } from "../../server/store/memory.ts";
@@ -224,4 +225,11 @@ Deno.test("hub: shutdown sends a notice and closes every socket 1001", async () 
   assert.equal(a.c.events("notice").length, 1);
   assert.equal(a.c.closedWith?.[0], 1001);
   assert.equal(idle.closedWith?.[0], 1001);
+});
+
+Deno.test("hub: the admin token must match exactly", () => {
+  assert.equal(sameText("s3cret", "s3cret"), true);
+  for (const wrong of ["", "s3cre", "s3crets", "S3cret", "s3crex"]) {
+    assert.equal(sameText(wrong, "s3cret"), false, wrong);
+  }
 });
