@@ -93,7 +93,7 @@ class Reader {
   #s: string;
   #i: number;
   /** Problems found so far that do not stop reading (417, 432). */
-  readonly noted: Bad[] = [];
+  noted?: Bad[];
   constructor(s: string, i: number) {
     this.#s = s;
     this.#i = i;
@@ -130,7 +130,7 @@ class Reader {
   }
   /** Notes a problem; the most important one is reported at the end. */
   note(code: Code, message: string): void {
-    this.noted.push(new Bad(code, message));
+    (this.noted ??= []).push(new Bad(code, message));
   }
   /** 461 when words remain that the command does not take. */
   end(): void {
@@ -322,12 +322,12 @@ export function parseCommand(frame: string): ParseResult {
   const r = new Reader(frame, end);
   try {
     const command = parseArgs(cmd, r);
-    if (r.noted.length === 0) return { ok: true, command };
+    if (r.noted === undefined) return { ok: true, command };
   } catch (e) {
     if (!(e instanceof Bad)) throw e;
-    r.noted.push(e);
+    (r.noted ??= []).push(e);
   }
-  const worst = r.noted.reduce((a, b) =>
+  const worst = r.noted!.reduce((a, b) =>
     PRECEDENCE.indexOf(b.code) < PRECEDENCE.indexOf(a.code) ? b : a
   );
   return fail(cmd, worst.code, worst.message);
