@@ -23,6 +23,12 @@
  *   idle     --conns connections opened as fast as possible (the setup storm),
  *            held, RSS of the server read, then a ping sweep checks they live.
  *
+ * Two nodes of one cluster (--port2): the sender(s) connect to --port; in
+ * fanout and latency every other receiver connects to --port2 (half each), in
+ * relay every receiver does, so deliveries cross from one node to the other.
+ * --pid2 adds the second node's CPU to server_cpu_s; --aux-pid reports another
+ * process's CPU apart (aux_cpu_s: the Redis the nodes share).
+ *
  * Output: one JSON object on stdout. Build: gcc -O2 -o loadgen loadgen.c
  */
 #define _GNU_SOURCE
@@ -73,13 +79,13 @@ typedef struct conn {
 /* ---- options ---- */
 static int o_proto = P_SIGNALLER, o_phase = PH_FANOUT;
 static char o_host[64] = "127.0.0.1";
-static int o_port = 0;
+static int o_port = 0, o_port2 = 0;
 static char o_path[256] = "/";
 static int o_n = 200, o_pairs = 50, o_conns = 1000, o_window = 32, o_rate = 1000;
 static int o_size = 60, o_concurrency = 256, o_srcs = 4;
 static double o_warmup = 1.0, o_duration = 5.0, o_settle = 2.0, o_drain = 10.0;
 static double o_setup_timeout = 120.0;
-static int o_pid = 0;
+static int o_pid = 0, o_pid2 = 0, o_aux_pid = 0;
 static char o_tag[5] = "0000";
 
 /* ---- state ---- */
@@ -141,6 +147,14 @@ static double proc_cpu(int pid) {
   /* after ")": state(3) ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime */
   if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2) return -1;
   return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* The servers' CPU: the node at --port, plus the one at --port2 when given. */
+static double server_cpu(void) {
+  double a = proc_cpu(o_pid);
+  if (a < 0 || o_pid2 <= 0) return a;
+  double b = proc_cpu(o_pid2);
+  return b < 0 ? -1 : a + b;
 }
 
 static long proc_rss_kb(int pid) {
@@ -543,6 +557,12 @@ static void conn_close(conn *c, int failed) {
   c->fd = -1;
 }
 
+/* The node a connection talks to: see "Two nodes" at the top. */
+static int conn_port(const conn *c) {
+  if (o_port2 <= 0 || c->role != R_RECV) return o_port;
+  return o_phase == PH_RELAY || c->idx % 2 == 1 ? o_port2 : o_port;
+}
+
 static void send_handshake(conn *c) {
   char req[768];
   char path[512];
@@ -553,7 +573,7 @@ static void send_handshake(conn *c) {
   int n = snprintf(req, sizeof req,
                    "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-                   path, o_host, o_port);
+                   path, o_host, conn_port(c));
   grow(&c->out, &c->out_cap, c->out_len + (size_t)n);
   memcpy(c->out + c->out_len, req, (size_t)n);
   c->out_len += (size_t)n;
@@ -573,7 +593,7 @@ static void start_conn(conn *c) {
     setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
     if (bind(fd, (struct sockaddr *)&src, sizeof src) < 0) die("bind");
   }
-  struct sockaddr_in dst = {.sin_family = AF_INET, .sin_port = htons((uint16_t)o_port)};
+  struct sockaddr_in dst = {.sin_family = AF_INET, .sin_port = htons((uint16_t)conn_port(c))};
   inet_pton(AF_INET, o_host, &dst.sin_addr);
   c->fd = fd;
   c->state = S_CONNECTING;
@@ -672,7 +692,8 @@ static void usage(void) {
           "usage: loadgen --proto signaller|ywebrtc|peerjs|floor --port N --phase fanout|latency|relay|idle\n"
           "  [--host 127.0.0.1] [--path /] [--n 200] [--pairs 50] [--conns 1000] [--window 32]\n"
           "  [--rate 1000] [--size 60] [--warmup 1] [--duration 5] [--settle 2] [--drain 10]\n"
-          "  [--concurrency 256] [--srcs 4] [--pid SERVER_PID] [--tag 4HEX]\n");
+          "  [--concurrency 256] [--srcs 4] [--pid SERVER_PID] [--tag 4HEX]\n"
+          "  [--port2 N --pid2 SECOND_NODE_PID] [--aux-pid PID]\n");
   exit(2);
 }
 
@@ -699,6 +720,7 @@ static void parse_args(int argc, char **argv) {
     else if (!strcmp(k, "--path")) snprintf(o_path, sizeof o_path, "%s", v);
     else if (!strcmp(k, "--tag")) snprintf(o_tag, sizeof o_tag, "%.4s", v);
     else if (!strcmp(k, "--port")) o_port = atoi(v);
+    else if (!strcmp(k, "--port2")) o_port2 = atoi(v);
     else if (!strcmp(k, "--n")) o_n = atoi(v);
     else if (!strcmp(k, "--pairs")) o_pairs = atoi(v);
     else if (!strcmp(k, "--conns")) o_conns = atoi(v);
@@ -708,6 +730,8 @@ static void parse_args(int argc, char **argv) {
     else if (!strcmp(k, "--concurrency")) o_concurrency = atoi(v);
     else if (!strcmp(k, "--srcs")) o_srcs = atoi(v);
     else if (!strcmp(k, "--pid")) o_pid = atoi(v);
+    else if (!strcmp(k, "--pid2")) o_pid2 = atoi(v);
+    else if (!strcmp(k, "--aux-pid")) o_aux_pid = atoi(v);
     else if (!strcmp(k, "--warmup")) o_warmup = atof(v);
     else if (!strcmp(k, "--duration")) o_duration = atof(v);
     else if (!strcmp(k, "--settle")) o_settle = atof(v);
@@ -715,6 +739,7 @@ static void parse_args(int argc, char **argv) {
     else usage();
   }
   if (o_port <= 0 || o_size < 20 || o_size > 4000 || o_window < 1 || o_rate < 1) usage();
+  if (o_port2 > 0 && o_phase == PH_IDLE) usage(); /* the storm measures one server */
 }
 
 static void print_common(void) {
@@ -769,7 +794,7 @@ static void run_traffic(void) {
   uint64_t period = 1000000000ull / (uint64_t)o_rate;
   uint64_t next_send = start;
   int measured = 0;
-  double cpu0 = 0, gcpu0 = 0;
+  double cpu0 = 0, gcpu0 = 0, acpu0 = 0;
   uint64_t t_meas0 = 0, deliv0 = 0, sent_meas0 = 0;
   sending = 1;
   counting_lat = 1;
@@ -784,8 +809,9 @@ static void run_traffic(void) {
       t_meas0 = now;
       deliv0 = total_delivered;
       sent_meas0 = total_sent;
-      cpu0 = proc_cpu(o_pid);
+      cpu0 = server_cpu();
       gcpu0 = self_cpu();
+      acpu0 = proc_cpu(o_aux_pid);
     }
     if (sending && now >= send_end) sending = 0;
     if (sending) {
@@ -817,7 +843,7 @@ static void run_traffic(void) {
     poll_us(timeout_us);
   }
   uint64_t t_end = last_delivery_t;
-  double cpu1 = proc_cpu(o_pid), gcpu1 = self_cpu();
+  double cpu1 = server_cpu(), gcpu1 = self_cpu(), acpu1 = proc_cpu(o_aux_pid);
   uint64_t expected = total_sent * (uint64_t)(o_phase == PH_RELAY ? 1 : receivers);
   double window_s = t_end > t_meas0 ? secs(t_end - t_meas0) : 1e-9;
   uint64_t meas_deliv = total_delivered - deliv0;
@@ -825,13 +851,15 @@ static void run_traffic(void) {
          "\"delivered\":%zu,\"errors\":%zu,\"window_s\":%.3f,\"measured_sent\":%llu,"
          "\"measured_deliveries\":%llu,\"deliveries_per_s\":%.1f,\"server_cpu_s\":%.3f,"
          "\"gen_cpu_s\":%.3f,\"lat_samples\":%llu,\"lat_p50_us\":%lld,\"lat_p99_us\":%lld,"
-         "\"lat_p999_us\":%lld,\"lat_max_us\":%llu,\"frames\":%zu,\"drain_timeout\":%s,",
+         "\"lat_p999_us\":%lld,\"lat_max_us\":%llu,\"frames\":%zu,\"drain_timeout\":%s,"
+         "\"aux_cpu_s\":%.3f,",
          total_delivered == expected && total_errors == 0 ? "true" : "false", setup_s, receivers, total_sent,
          (unsigned long long)expected, total_delivered, total_errors, window_s,
          (unsigned long long)(total_sent - sent_meas0), (unsigned long long)meas_deliv,
-         (double)meas_deliv / window_s, o_pid > 0 ? cpu1 - cpu0 : -1.0, gcpu1 - gcpu0,
+         (double)meas_deliv / window_s, cpu0 >= 0 && cpu1 >= 0 ? cpu1 - cpu0 : -1.0, gcpu1 - gcpu0,
          (unsigned long long)hist_count, quantile_us(0.5), quantile_us(0.99), quantile_us(0.999),
-         (unsigned long long)hist_max, total_frames, drain_timeout ? "true" : "false");
+         (unsigned long long)hist_max, total_frames, drain_timeout ? "true" : "false",
+         acpu0 >= 0 && acpu1 >= 0 ? acpu1 - acpu0 : -1.0);
   print_common();
   printf("}\n");
 }

@@ -32,6 +32,8 @@ export interface LoadgenResult {
   frames?: number;
   /** The drain time ran out with deliveries still owed (a backlog, not necessarily a loss). */
   drain_timeout?: boolean;
+  /** CPU-seconds of the Redis server over the same window (Redis targets; -1 when unreadable). */
+  aux_cpu_s?: number;
   conns?: number;
   ready?: number;
   held?: number;
@@ -46,7 +48,7 @@ export interface LoadgenResult {
 
 /** One phase run against one target. */
 export interface RunRecord {
-  /** Target name, e.g. `signaller-bun`, `floor-deno`, `y-webrtc`, `peerjs`. */
+  /** Target name, e.g. `signaller-bun`, `signaller-bun-redis-2`, `floor-deno`, `peerjs`. */
   target: string;
   phase: Phase;
   /** Repetition number, from 1. */
@@ -78,6 +80,18 @@ export const TARGET_LABELS: Record<string, string> = {
   "floor-deno": "floor: Deno send loop",
   "y-webrtc": "y-webrtc `bin/server.js` (node)",
   "peerjs": "peerjs-server `peer` (node)",
+  "signaller-bun-redis": "Signaller (Bun, Redis)",
+  "signaller-bun-redis-2": "Signaller (Bun, Redis, 2 nodes)",
+  "signaller-deno-redis": "Signaller (Deno, Redis)",
+  "signaller-deno-redis-2": "Signaller (Deno, Redis, 2 nodes)",
+};
+
+/** Redis-mode targets and the memory-mode target of the same runtime they are compared to. */
+export const MEMORY_MODE: Record<string, string> = {
+  "signaller-bun-redis": "signaller-bun",
+  "signaller-bun-redis-2": "signaller-bun",
+  "signaller-deno-redis": "signaller-deno",
+  "signaller-deno-redis-2": "signaller-deno",
 };
 
 /** Throughput phases keep the best repetition: noise on a shared box only slows runs down. */
@@ -200,7 +214,7 @@ export function checkTargets(records: RunRecord[], capNote = ""): TargetCheck[] 
       met: value === undefined ? undefined : value >= min,
     });
   for (const [rtName, s] of [["Bun", "signaller-bun"], ["Deno", "signaller-deno"]] as const) {
-    if (!has(s)) {
+    if (!has(s) && !has(`${s}-redis`) && !has(`${s}-redis-2`)) {
       out.push({
         goal: `Signaller on ${rtName}`,
         measured: "runtime not available",
@@ -252,6 +266,21 @@ export function checkTargets(records: RunRecord[], capNote = ""): TargetCheck[] 
         : "not measured",
       met: idle?.held !== undefined ? idle.held >= 20000 : undefined,
     });
+    // Redis mode on one node against the same runtime in memory mode; every delivery must arrive.
+    for (const [phase, what] of [["fanout", "fan-out"], ["relay", "relay"]] as const) {
+      const rec = best(records, `${s}-redis`, phase);
+      const v = ratio(rec?.result?.deliveries_per_s, dps(s, phase));
+      const complete = rec?.result?.ok === true;
+      out.push({
+        goal: `${rtName} Redis ${what} ≥ 0.5 × memory mode (one node)`,
+        measured: v === undefined
+          ? "not measured"
+          : `${fmtRatio(v)} (${fmtRate(rec?.result?.deliveries_per_s)} vs ${
+            fmtRate(dps(s, phase))
+          } deliveries/s${complete ? "" : "; deliveries incomplete"})`,
+        met: v === undefined ? undefined : v >= 0.5 && complete,
+      });
+    }
   }
   return out;
 }
@@ -259,7 +288,10 @@ export function checkTargets(records: RunRecord[], capNote = ""): TargetCheck[] 
 /** Renders the whole RESULTS.md. */
 export function renderReport(meta: RunMeta, records: RunRecord[], summary: string): string {
   const L: string[] = [];
-  const targets = Object.keys(TARGET_LABELS).filter((t) => records.some((r) => r.target === t));
+  const ran = Object.keys(TARGET_LABELS).filter((t) => records.some((r) => r.target === t));
+  // Redis mode has its own section, beside the same runtime's memory mode.
+  const targets = ran.filter((t) => !(t in MEMORY_MODE));
+  const redisTargets = ran.filter((t) => t in MEMORY_MODE);
   const label = (t: string) => TARGET_LABELS[t] ?? t;
   L.push("# Signaller benchmark results", "");
   L.push(`- Date: ${meta.date}`);
@@ -375,6 +407,8 @@ export function renderReport(meta: RunMeta, records: RunRecord[], summary: strin
     L.push("");
   }
 
+  if (redisTargets.length) renderRedis(L, meta, records, redisTargets);
+
   const idle = targets.filter((t) => records.some((r) => r.target === t && r.phase === "idle"));
   if (idle.length) {
     L.push(
@@ -428,9 +462,103 @@ export function renderReport(meta: RunMeta, records: RunRecord[], summary: strin
       "repetitions (noise on a shared machine only ever slows a run down); ratios use " +
       "deliveries/s, with the ratio of deliveries per server CPU-second beside it.",
   );
+  if (redisTargets.length) {
+    L.push(
+      "- Redis mode: each phase of a Redis target starts its server(s) with a key prefix of its " +
+        "own (`bench-<run>-<n>:`) and deletes that prefix's keys once they have stopped; the " +
+        "Redis is shared, and nothing outside those prefixes is read or written. Redis " +
+        "CPU-seconds are the Redis server's utime+stime over the measured window (other clients " +
+        `of that Redis would count too). Redis targets run ${
+          meta.settings.redis_reps ?? meta.settings.reps
+        } repetition(s) of each phase, best kept, to keep the whole bench under 10 minutes.`,
+    );
+  }
   for (const n of meta.notes) L.push(`- ${n}`);
   L.push("");
   return L.join("\n");
+}
+
+/** The Redis-mode section: one node and two nodes, each against its runtime's memory mode. */
+function renderRedis(L: string[], meta: RunMeta, records: RunRecord[], targets: string[]): void {
+  const label = (t: string) => TARGET_LABELS[t] ?? t;
+  const dps = (t: string, p: Phase) => best(records, t, p)?.result?.deliveries_per_s;
+  const cpuEff = (t: string, p: Phase) => perCpu(best(records, t, p)?.result ?? undefined);
+  const cpu = (r: LoadgenResult | undefined) =>
+    r?.aux_cpu_s !== undefined && r.aux_cpu_s >= 0 ? fmtNum(r.aux_cpu_s, 2) : "–";
+  L.push(
+    "## Redis mode: fan-out and relay through Redis",
+    "",
+    "Signaller started with `--redis redis://127.0.0.1:6379` and a fresh `--redis-prefix` per " +
+      "phase, under the same loads as above. **One node**: one server, all connections on it. " +
+      "**Two nodes**: two server processes on the same Redis and prefix. In fan-out the sender " +
+      "and every other receiver are on the first node and the other half of the receivers on the " +
+      "second, so half the deliveries cross nodes through Redis pub/sub; in relay every sender is " +
+      "on the first node and its receiver on the second, so every message crosses. Server CPU-s " +
+      "is both nodes' together. The ratios compare with the same runtime in memory mode " +
+      "(deliveries/s, and deliveries per server CPU-second in brackets).",
+    "",
+    "| server | phase | deliveries/s | server CPU-s | Redis CPU-s | deliveries / server CPU-s | delivered / expected | events per frame | vs memory mode | notes |",
+    "|---|---|---|---|---|---|---|---|---|---|",
+  );
+  for (const [phase, what] of [["fanout", "fan-out"], ["relay", "relay"]] as const) {
+    for (const t of targets) {
+      if (!records.some((r) => r.target === t && r.phase === phase)) continue;
+      const rec = best(records, t, phase);
+      const r = rec?.result ?? undefined;
+      const base = MEMORY_MODE[t];
+      L.push(
+        `| ${label(t)} | ${what} | ${fmtRate(r?.deliveries_per_s)} | ${
+          fmtNum(r?.server_cpu_s, 2)
+        } | ${cpu(r)} | ${fmtRate(perCpu(r))} | ${countCell(r)} | ${perFrame(r)} | ${
+          fmtRatio(ratio(dps(t, phase), dps(base, phase)))
+        } (CPU: ${fmtRatio(ratio(cpuEff(t, phase), cpuEff(base, phase)))}) | ${problemCell(rec)} |`,
+      );
+    }
+  }
+  L.push("");
+  const lat = targets.filter((t) => records.some((r) => r.target === t && r.phase === "latency"));
+  if (!lat.length) return;
+  L.push(
+    `Latency in Redis mode: ${meta.settings.rate} msg/s (open loop) into a ` +
+      `${meta.settings.receivers}-member channel (two nodes: half the members on each).`,
+    "",
+    "| server | p50 ms | p99 ms | p99.9 ms | max ms | server CPU-s (busy) | Redis CPU-s | delivered / expected | memory mode p99 ms | notes |",
+    "|---|---|---|---|---|---|---|---|---|---|",
+  );
+  const offered = Number(meta.settings.rate) * Number(meta.settings.receivers);
+  for (const t of lat) {
+    const rec = best(records, t, "latency");
+    const r = rec?.result ?? undefined;
+    L.push(
+      `| ${label(t)} | ${fmtMs(r?.lat_p50_us)} | ${fmtMs(r?.lat_p99_us)} | ${
+        fmtMs(r?.lat_p999_us)
+      } | ${fmtMs(r?.lat_max_us)} | ${busy(r)} | ${cpu(r)} | ${countCell(r)} | ${
+        fmtMs(best(records, MEMORY_MODE[t], "latency")?.result?.lat_p99_us)
+      } | ${[behind(r, offered), problemCell(rec)].filter(Boolean).join("; ")} |`,
+    );
+  }
+  L.push("");
+}
+
+/** One sentence on a runtime's Redis mode, one node and two, against its memory mode. */
+function redisSummary(records: RunRecord[], memory: string): string {
+  const dps = (t: string, p: Phase) => best(records, t, p)?.result?.deliveries_per_s;
+  const rt = memory === "signaller-bun" ? "Bun" : "Deno";
+  const bits: string[] = [];
+  const two = "two nodes (half the fan-out deliveries and every relayed message cross Redis)";
+  for (const [t, where] of [[`${memory}-redis`, "one node"], [`${memory}-redis-2`, two]]) {
+    const f = dps(t, "fanout"), rl = dps(t, "relay");
+    const parts: string[] = [];
+    if (f !== undefined) {
+      parts.push(`fans out ${fmtRate(f)}/s (${fmtRatio(ratio(f, dps(memory, "fanout")))})`);
+    }
+    if (rl !== undefined) {
+      parts.push(`relays ${fmtRate(rl)}/s (${fmtRatio(ratio(rl, dps(memory, "relay")))})`);
+    }
+    if (parts.length) bits.push(`on ${where} it ${parts.join(" and ")}`);
+  }
+  if (!bits.length) return "";
+  return `In Redis mode on ${rt} (ratios to memory mode), ${bits.join("; ")}.`;
 }
 
 /** A few sentences for the README, generated from the same numbers. */
@@ -475,6 +603,8 @@ export function renderSummary(records: RunRecord[], fullConns: number): string {
       );
     }
     if (bits.length) parts.push(`On ${rt}, Signaller ${bits.join("; ")}.`);
+    const redis = redisSummary(records, s);
+    if (redis) parts.push(redis);
   }
   if (!parts.length) return "No Signaller runtime was available in this run; see the tables.";
   return parts.join(" ");

@@ -3,16 +3,21 @@
  *
  * Builds the C load generator, then for every target — Signaller on each
  * runtime found (Deno when `server.ts` exists, Bun when `server/bun.ts` exists
- * and `bun` is on PATH), the floors (`floor_bun.ts`, `floor_deno.ts`),
- * y-webrtc's signalling server and peerjs-server — starts a fresh server per
- * phase on 127.0.0.1, runs the generator against it, stops it, and writes
- * `bench/RESULTS.md`. Everything is bounded: each phase has a timeout, each
- * server is killed after its phase, and the whole run has a deadline.
+ * and `bun` is on PATH), the same in Redis mode on one node and on two nodes
+ * when a Redis answers at 127.0.0.1:6379, the floors (`floor_bun.ts`,
+ * `floor_deno.ts`), y-webrtc's signalling server and peerjs-server — starts a
+ * fresh server per phase on 127.0.0.1, runs the generator against it, stops it,
+ * and writes `bench/RESULTS.md`. Everything is bounded: each phase has a
+ * timeout, each server is killed after its phase, and the whole run has a
+ * deadline. Redis targets get a fresh key prefix per phase (`bench-<run>-<n>:`),
+ * whose keys are deleted after the phase; nothing else in that Redis is touched.
  *
  * Flags:
  *   --quick            ~1 minute: short phases, 2 000 idle connections, one repetition,
  *                      report to bench/.build/RESULTS.quick.md unless --out is given
- *   --only a,b         targets: signaller-bun, signaller-deno, floor-bun, floor-deno, y-webrtc, peerjs
+ *   --only a,b         targets: signaller-bun, signaller-deno, signaller-bun-redis,
+ *                      signaller-deno-redis, signaller-bun-redis-2, signaller-deno-redis-2,
+ *                      floor-bun, floor-deno, y-webrtc, peerjs
  *   --phases a,b       phases: fanout, latency, relay, idle
  *   --duration S       measured seconds per throughput phase (default 5; quick 1)
  *   --warmup S         warm-up seconds before measuring (default 1; quick 0.3)
@@ -39,6 +44,20 @@ const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const BENCH = `${ROOT}/bench`;
 const BUILD = `${BENCH}/.build`;
 const LOADGEN = `${BUILD}/loadgen`;
+
+/** The Redis the Redis-mode targets use (shared: only this run's prefix is ever written or deleted). */
+const REDIS = {
+  url: "redis://127.0.0.1:6379",
+  host: "127.0.0.1",
+  port: "6379",
+  /** This run's key prefixes start with `bench-<run>-`. */
+  run: crypto.randomUUID().slice(0, 8),
+  phases: 0,
+  /** The Redis server's pid when its /proc entry is readable (its CPU is reported), else 0. */
+  pid: 0,
+};
+/** Repetitions of the Redis targets: they are extra runs, and the whole bench must stay under 10 minutes. */
+const REDIS_REPS = 2;
 
 /** Options of one bench run. */
 export interface BenchOptions {
@@ -137,12 +156,25 @@ interface Target {
   name: string;
   proto: "signaller" | "floor" | "ywebrtc" | "peerjs";
   phases: Phase[];
-  /** Command line; `port` is 0 unless `choosePort`, then a free port picked here. */
-  command(port: number, conns: number): { cmd: string[]; env?: Record<string, string> };
+  /**
+   * Command line; `port` is 0 unless `choosePort`, then a free port picked here;
+   * `redisPrefix` is given to Redis-mode targets.
+   */
+  command(
+    port: number,
+    conns: number,
+    redisPrefix?: string,
+  ): { cmd: string[]; env?: Record<string, string> };
   /** The server cannot listen on port 0 and report it: the bench picks one. */
   choosePort?: boolean;
   /** A stdout line that says the server listens; group 1 is the port when present. */
   ready: RegExp;
+  /** Signaller in Redis mode: each phase gets a fresh key prefix, deleted after the phase. */
+  redis?: boolean;
+  /** Server processes per phase: 2 = two nodes of one cluster (same Redis and prefix). */
+  nodes?: 1 | 2;
+  /** At most this many repetitions of each phase (default: `--reps`). */
+  reps?: number;
 }
 
 function exists(path: string): boolean {
@@ -192,8 +224,8 @@ function pkgVersion(name: string): string {
 }
 
 /** The targets this machine can run, Signaller runtimes picked by what exists. */
-function discoverTargets(hasBun: boolean, hasNode: boolean): Target[] {
-  const sigArgs = (port: number) => [
+function discoverTargets(hasBun: boolean, hasNode: boolean, hasRedis: boolean): Target[] {
+  const sigArgs = (port: number, redisPrefix?: string) => [
     "server.ts",
     "--port",
     String(port),
@@ -203,26 +235,22 @@ function discoverTargets(hasBun: boolean, hasNode: boolean): Target[] {
     "0",
     "--log",
     "warn",
+    ...(redisPrefix === undefined ? [] : ["--redis", REDIS.url, "--redis-prefix", redisPrefix]),
   ];
   const sigReady = /signaller listening on ws:\/\/[^\s]*:(\d+)\//;
   const floorReady = /floor listening on ws:\/\/[^\s]*:(\d+)\//;
   const all: Target[] = [];
   const hasServer = exists(`${ROOT}/server.ts`);
-  if (hasServer && hasBun && exists(`${ROOT}/server/bun.ts`)) {
+  /** Signaller runtimes: name suffix and the command before `server.ts`. */
+  const runtimes: [string, string[]][] = [];
+  if (hasServer && hasBun && exists(`${ROOT}/server/bun.ts`)) runtimes.push(["bun", ["bun"]]);
+  if (hasServer) runtimes.push(["deno", ["deno", "run", "-A"]]);
+  for (const [rt, exe] of runtimes) {
     all.push({
-      name: "signaller-bun",
+      name: `signaller-${rt}`,
       proto: "signaller",
       phases: ["fanout", "latency", "relay", "idle"],
-      command: (port) => ({ cmd: ["bun", ...sigArgs(port)] }),
-      ready: sigReady,
-    });
-  }
-  if (hasServer) {
-    all.push({
-      name: "signaller-deno",
-      proto: "signaller",
-      phases: ["fanout", "latency", "relay", "idle"],
-      command: (port) => ({ cmd: ["deno", "run", "-A", ...sigArgs(port)] }),
+      command: (port) => ({ cmd: [...exe, ...sigArgs(port)] }),
       ready: sigReady,
     });
   }
@@ -289,6 +317,21 @@ function discoverTargets(hasBun: boolean, hasNode: boolean): Target[] {
       choosePort: true,
       ready: /Started PeerServer on [^,]*, port: (\d+)/,
     });
+  }
+  // Redis mode last: one node, then two nodes sharing the Redis and the prefix.
+  for (const [rt, exe] of hasRedis ? runtimes : []) {
+    for (const nodes of [1, 2] as const) {
+      all.push({
+        name: `signaller-${rt}-redis${nodes === 2 ? "-2" : ""}`,
+        proto: "signaller",
+        phases: ["fanout", "latency", "relay"],
+        command: (port, _conns, prefix) => ({ cmd: [...exe, ...sigArgs(port, prefix)] }),
+        ready: sigReady,
+        redis: true,
+        nodes,
+        reps: REDIS_REPS,
+      });
+    }
   }
   return all;
 }
@@ -370,9 +413,9 @@ function wrap(cmd: string[], cpu: number | null): string[] {
   return ["sh", "-c", 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@"', "sh", ...pin, ...cmd];
 }
 
-async function startServer(t: Target, opts: BenchOptions): Promise<Server> {
+async function startServer(t: Target, opts: BenchOptions, redisPrefix?: string): Promise<Server> {
   const port = t.choosePort ? await freePort() : 0;
-  const { cmd, env } = t.command(port, opts.conns);
+  const { cmd, env } = t.command(port, opts.conns, redisPrefix);
   const full = wrap(cmd, opts.pin ? 0 : null);
   const child = new Deno.Command(full[0], {
     args: full.slice(1),
@@ -479,7 +522,50 @@ function killAll() {
   });
 }
 
-function loadgenArgs(t: Target, phase: Phase, s: Server, o: BenchOptions, tag: string): string[] {
+/** `redis-cli` against the bench's Redis, bounded in time. */
+function redisCli(args: string[], timeoutMs = 30_000) {
+  return run(["redis-cli", "-h", REDIS.host, "-p", REDIS.port, ...args], { timeoutMs });
+}
+
+/** Whether the Redis answers; also notes its pid when its CPU can be read. */
+async function redisUp(): Promise<string | null> {
+  try {
+    if ((await redisCli(["ping"], 5_000)).stdout.trim() !== "PONG") return null;
+    const info = (await redisCli(["info", "server"], 5_000)).stdout;
+    const pid = Number(info.match(/process_id:(\d+)/)?.[1] ?? 0);
+    if (pid > 0 && exists(`/proc/${pid}/stat`)) REDIS.pid = pid;
+    return info.match(/redis_version:(\S+)/)?.[1] ?? "?";
+  } catch {
+    return null;
+  }
+}
+
+/** A fresh key prefix for one phase of a Redis target. */
+function redisPrefix(): string {
+  return `bench-${REDIS.run}-${++REDIS.phases}:`;
+}
+
+/** Deletes the keys under `pattern` (this run's own: `bench-<run>-...`); returns how many remain. */
+async function dropKeys(pattern: string): Promise<number> {
+  const q = `'${pattern}'`;
+  const cli = `redis-cli -h ${REDIS.host} -p ${REDIS.port}`;
+  try {
+    await run(["sh", "-c", `${cli} --scan --pattern ${q} | xargs -r -n 500 ${cli} del >/dev/null`]);
+    const left = await run(["sh", "-c", `${cli} --scan --pattern ${q} | wc -l`]);
+    return Number(left.stdout.trim()) || 0;
+  } catch {
+    return -1;
+  }
+}
+
+function loadgenArgs(
+  t: Target,
+  phase: Phase,
+  servers: Server[],
+  o: BenchOptions,
+  tag: string,
+): string[] {
+  const [s, s2] = servers;
   const a = [
     "--proto",
     t.proto,
@@ -496,6 +582,9 @@ function loadgenArgs(t: Target, phase: Phase, s: Server, o: BenchOptions, tag: s
     "--size",
     String(o.size),
   ];
+  // Two nodes: receivers on the second (all of them in relay, half in fan-out), CPU of both.
+  if (s2) a.push("--port2", String(s2.port), "--pid2", String(s2.pid));
+  if (t.redis && REDIS.pid > 0) a.push("--aux-pid", String(REDIS.pid));
   if (phase === "idle") {
     a.push("--conns", String(o.conns), "--settle", o.quick ? "1" : "3");
   } else {
@@ -526,12 +615,14 @@ async function runPhase(
   o: BenchOptions,
   rep: number,
 ): Promise<RunRecord> {
-  let server: Server | null = null;
+  const servers: Server[] = [];
+  const prefix = t.redis ? redisPrefix() : undefined;
   try {
-    server = await startServer(t, o);
+    // The nodes of a cluster all run where a single server does (CPU 0 when pinned).
+    for (let i = 0; i < (t.nodes ?? 1); i++) servers.push(await startServer(t, o, prefix));
     const tag = (0x1000 + rep * 16 + ["fanout", "latency", "relay", "idle"].indexOf(phase))
       .toString(16);
-    const cmd = wrap([LOADGEN, ...loadgenArgs(t, phase, server, o, tag)], o.pin ? 1 : null);
+    const cmd = wrap([LOADGEN, ...loadgenArgs(t, phase, servers, o, tag)], o.pin ? 1 : null);
     // Bounded well past what a healthy phase needs: a hung server costs minutes, not the run.
     const r = await run(cmd, { timeoutMs: phase === "idle" ? 150_000 : 90_000 });
     const line = r.stdout.trim().split("\n").pop() ?? "";
@@ -547,21 +638,33 @@ async function runPhase(
         problem: `generator exit ${r.code}: ${r.stderr.trim().slice(0, 200)}`,
       };
     }
-    const alive = await Promise.race([
-      server.child.status.then(() => false),
-      new Promise<boolean>((res) => setTimeout(() => res(true), 50)),
-    ]);
+    const exited: string[] = [];
+    for (const [i, server] of servers.entries()) {
+      const alive = await Promise.race([
+        server.child.status.then(() => false),
+        new Promise<boolean>((res) => setTimeout(() => res(true), 50)),
+      ]);
+      if (!alive) {
+        const which = servers.length > 1 ? ` (node ${i + 1})` : "";
+        exited.push(`server exited${which}: ${server.err.lines.slice(-3).join(" | ")}`);
+      }
+    }
     return {
       target: t.name,
       phase,
       rep,
       result,
-      problem: alive ? undefined : `server exited: ${server.err.lines.slice(-3).join(" | ")}`,
+      problem: exited.length ? exited.join("; ") : undefined,
     };
   } catch (e) {
     return { target: t.name, phase, rep, result: null, problem: (e as Error).message };
   } finally {
-    if (server) await stopServer(server);
+    await Promise.all(servers.map(stopServer));
+    // Stopped servers write no more: the phase's keys can all go.
+    if (prefix) {
+      const left = await dropKeys(`${prefix}*`);
+      if (left !== 0) console.log(`  warning: ${left} Redis keys under ${prefix} not deleted`);
+    }
   }
 }
 
@@ -633,7 +736,7 @@ async function main() {
   // Other work on the machine skews every number: say how busy it was before we began.
   const loadBefore = loadAverage();
   Deno.addSignalListener("SIGINT", () => {
-    killAll().then(() => Deno.exit(130));
+    killAll().then(dropRunKeys).then(() => Deno.exit(130));
   });
   if ((navigator.hardwareConcurrency ?? 1) < 2 || !(await which("taskset"))) o.pin = false;
   const notes: string[] = [];
@@ -656,18 +759,34 @@ async function main() {
   await buildLoadgen();
   const hasBun = await which("bun");
   const hasNode = await which("node");
-  let targets = discoverTargets(hasBun, hasNode);
-  if (o.only) targets = targets.filter((t) => o.only!.includes(t.name));
+  const redisVersion = (await which("redis-cli")) ? await redisUp() : null;
+  let targets = discoverTargets(hasBun, hasNode, redisVersion !== null);
+  if (o.only) {
+    const unknown = o.only.filter((n) => !targets.some((t) => t.name === n));
+    if (unknown.length) console.log(`--only: not available here: ${unknown.join(", ")}`);
+    targets = targets.filter((t) => o.only!.includes(t.name));
+  }
   if (!targets.some((t) => t.name.startsWith("signaller"))) {
     notes.push("No Signaller server was found (server.ts): only the reference servers ran.");
   }
   if (!hasBun) notes.push("`bun` is not on PATH: Bun targets skipped.");
   if (!hasNode) notes.push("`node` is not on PATH: y-webrtc and peerjs-server skipped.");
+  if (redisVersion === null) {
+    notes.push(`No Redis answered at ${REDIS.url} (or no \`redis-cli\`): Redis targets skipped.`);
+  }
   if (o.pin) {
     notes.push(
       "Servers run pinned to CPU 0 and the generator to CPU 1 (`taskset`), so each has one core " +
         "of the two; runtimes with helper threads (Deno's I/O, GC) share CPU 0 with their JS thread.",
     );
+    if (targets.some((t) => t.nodes === 2)) {
+      notes.push(
+        "Two-node runs: both nodes are pinned to CPU 0 (where a single server runs) and the " +
+          "generator to CPU 1; with two cores there is no third one, so the two nodes share one " +
+          "core and the numbers show the cluster's cost per delivery, not how it scales. Redis is " +
+          "a process of the machine, not the bench's: it is not pinned and runs on either CPU.",
+      );
+    }
   }
   // No run starts after this (9 minutes full, 3 quick), so the whole bench, its
   // last phase included, ends within 10 minutes.
@@ -689,7 +808,9 @@ async function main() {
   for (let rep = 1; rep <= o.reps; rep++) {
     for (const phase of o.phases) {
       if (phase === "idle" && rep > 1) continue;
-      for (const t of targets) if (t.phases.includes(phase)) plan.push({ t, phase, rep });
+      for (const t of targets) {
+        if (t.phases.includes(phase) && rep <= (t.reps ?? o.reps)) plan.push({ t, phase, rep });
+      }
     }
   }
   console.log(
@@ -715,7 +836,7 @@ async function main() {
         ((r.lat_p99_us ?? 0) / 1000).toFixed(2)
       } ms, cpu ${r.server_cpu_s}s, ${r.delivered}/${r.expected}${r.ok ? "" : " NOT OK"}`;
     console.log(
-      `  ${t.name.padEnd(15)} ${phase.padEnd(8)} #${rep}  ${what}  (${
+      `  ${t.name.padEnd(22)} ${phase.padEnd(8)} #${rep}  ${what}  (${
         ((performance.now() - t0) / 1000).toFixed(1)
       } s)${rec.problem && r ? ` [${rec.problem}]` : ""}`,
     );
@@ -732,6 +853,7 @@ async function main() {
       deno: Deno.version.deno,
       bun: hasBun ? await version(["bun", "--version"]) : "absent",
       node: hasNode ? await version(["node", "--version"]) : "absent",
+      redis: redisVersion ?? "absent",
       "y-webrtc": pkgVersion("y-webrtc"),
       peer: pkgVersion("peer"),
       "C compiler": await version(["cc", "--version"]),
@@ -746,6 +868,7 @@ async function main() {
       warmup_s: o.warmup,
       duration_s: o.duration,
       reps: o.reps,
+      ...(targets.some((t) => t.redis) ? { redis_reps: Math.min(o.reps, REDIS_REPS) } : {}),
       pinned: o.pin,
       spinners: o.pin && o.spin,
     },
@@ -769,10 +892,18 @@ async function main() {
   console.log(`\n${summary}\n\nwrote ${o.out} in ${meta.elapsedS.toFixed(0)} s`);
 }
 
+/** The end of the run: whatever keys of this run a phase left (each phase deletes its own). */
+async function dropRunKeys(): Promise<void> {
+  if (REDIS.phases === 0) return;
+  const left = await dropKeys(`bench-${REDIS.run}-*`);
+  if (left !== 0) console.log(`warning: ${left} Redis keys under bench-${REDIS.run}- remain`);
+}
+
 if (import.meta.main) {
   try {
     await main();
   } finally {
     await killAll();
+    await dropRunKeys();
   }
 }
