@@ -725,7 +725,7 @@ export class Hub {
       this.#toPeer(c.peer, text);
       return reply(target.away, target.message);
     }
-    return this.#timed(this.#store.getPeer(c.peer)).then((p) => {
+    return this.#timed(this.#store.presence(c.peer)).then((p) => {
       if (p === null || !p.online) refuse(Codes.ERR_NOSUCHNICK, `No such peer online: ${c.peer}`);
       this.#toPeer(c.peer, text);
       return reply(p.away, p.message);
@@ -825,7 +825,7 @@ export class Hub {
   async #invite(s: Session, c: { peer: string; channel?: string }): Promise<ReplyData<"invite">> {
     const channel = c.channel ??
       this.#only([...s.channels], Codes.ERR_NOTONCHANNEL, "You are on no channel");
-    if (!(this.#peers.has(c.peer) || (await this.#timed(this.#store.getPeer(c.peer)))?.online)) {
+    if (!(this.#peers.has(c.peer) || (await this.#timed(this.#store.presence(c.peer)))?.online)) {
       refuse(Codes.ERR_NOSUCHNICK, `No such peer online: ${c.peer}`);
     }
     await this.#must(

@@ -256,6 +256,21 @@ function contract(kind: string, make: MakeWorld, ignore: boolean): void {
     },
   );
 
+  rule(
+    "presence: online and away state; offline in the grace; null when unknown",
+    {},
+    async (w) => {
+      const s = await w.open("n1");
+      const a = await claimNew(s, "n1");
+      assert.deepEqual(await s.presence(a.id), { online: true, away: false });
+      await s.setAway(a.id, true, "brb");
+      assert.deepEqual(await s.presence(a.id), { online: true, away: true, message: "brb" });
+      await s.releasePeer(a.id, a.session, Date.now() + 60_000);
+      assert.deepEqual(await s.presence(a.id), { online: false, away: true, message: "brb" });
+      assert.equal(await s.presence(newPeer()), null);
+    },
+  );
+
   rule("setAway sets with a message, toggles and clears", {}, async (w) => {
     const s = await w.open("n1");
     const a = await claimNew(s, "n1");

@@ -8,6 +8,7 @@ import {
   type Fail,
   type Joined,
   type PeerView,
+  type Presence,
   sameHash,
   type Store,
   type StoreLimits,
@@ -145,6 +146,14 @@ export class MemoryStore implements Store {
     };
     if (p.message !== undefined) view.message = p.message;
     return Promise.resolve(view);
+  }
+
+  presence(id: string): Promise<Presence | null> {
+    const p = this.#peers.get(id);
+    if (p === undefined) return Promise.resolve(null);
+    const r: Presence = { online: p.node !== null, away: p.away };
+    if (p.message !== undefined) r.message = p.message;
+    return Promise.resolve(r);
   }
 
   setAway(id: string, away: boolean | null, message?: string) {

@@ -36,6 +36,7 @@ import type {
   Fail,
   Joined,
   PeerView,
+  Presence,
   Store,
   StoreLimits,
   Touched,
@@ -564,6 +565,21 @@ export class RedisStore implements Store {
     return view;
   }
 
+  async presence(id: string): Promise<Presence | null> {
+    // One plain HMGET: the relay path to a peer on another node.
+    const [name, node, away, message] = await this.#redis.hmget(
+      `${this.#prefix}peer:${id}`,
+      "name",
+      "node",
+      "away",
+      "message",
+    );
+    if (name === null) return null;
+    const r: Presence = { online: node !== null && node !== "", away: away === "1" };
+    if (message !== null) r.message = message;
+    return r;
+  }
+
   async setAway(
     id: string,
     away: boolean | null,
@@ -703,6 +719,8 @@ export class RedisStore implements Store {
 export function connectRedis(url: string, options: { subscriber?: boolean } = {}): Redis {
   const redis = new Redis(url, {
     enableOfflineQueue: false,
+    // Commands issued in one turn share one write (many relays at once).
+    enableAutoPipelining: true,
     maxRetriesPerRequest: 0,
     connectTimeout: 2_000,
     // A subscriber connection waits for its messages forever.

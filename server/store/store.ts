@@ -58,6 +58,13 @@ export interface PeerView {
   channels: { channel: string; keyed: boolean }[];
 }
 
+/** A peer's presence. */
+export interface Presence {
+  online: boolean;
+  away: boolean;
+  message?: string;
+}
+
 /** A channel as `/whois #channel` shows it. */
 export interface ChannelView {
   channel: string;
@@ -114,6 +121,8 @@ export interface Store {
   expirePeers(now: number): Promise<Expired[]>;
   /** One peer, online or in its grace; null when unknown. */
   getPeer(id: string): Promise<PeerView | null>;
+  /** Just whether a peer is online and away: what relaying to it needs. */
+  presence(id: string): Promise<Presence | null>;
   /** Sets away (`away` true with `message`), clears it (false), or toggles (null). */
   setAway(
     id: string,
