@@ -285,6 +285,45 @@ export function checkTargets(records: RunRecord[], capNote = ""): TargetCheck[] 
   return out;
 }
 
+/**
+ * Why a target can be missed, from profiles and measurements on this machine
+ * (hub microbenchmark with fake connections, `--size` runs of the floors,
+ * `bun --cpu-prof-md`), and what would close the gap. Keyed by target prefix.
+ */
+const WHY: Record<string, string> = {
+  "Bun fan-out ≥ 0.8 × floor":
+    "each Signaller delivery is a protocol event of about 175 bytes (type, id, ts, from, channel, " +
+    "text) where the floor publishes the bare 60-byte text, so ~3× the bytes go through publish " +
+    "and the kernel; the floor itself publishing 175-byte messages drops to about 0.8× of its " +
+    "60-byte rate per CPU-second. The rest is the per-message work the floor does not do: parse, " +
+    "id, one JSON serialization and the `ok` reply (about 1.5 µs of JS per message, against " +
+    "~40 µs of publishing to 200 sockets). Batching a turn's danmaku into one publish per channel " +
+    "was tried and measured no gain on Bun (uWS already corks); closing the rest would need " +
+    "smaller events, which the protocol fixes.",
+  "Bun relay ≥ 10 × peerjs-server":
+    "a relay costs about 1.4 µs of JS in the hub alone on Bun (parse, id, serialize event and " +
+    "reply: measured with fake connections), plus Bun's receive path; peerjs-server is held to " +
+    "~85 k/s by one write per message, and Signaller already sends 32 events per frame. 10× would " +
+    "be ~1 µs per relay end to end on one core: it would take forwarding the text without " +
+    "re-serializing it (a native fast path), not more tuning of the JS.",
+  "Bun p99 latency":
+    "at 1 000 msg/s into 200 members the floor's own p99 is 1.4–3 ms from run to run on this " +
+    "machine: the target sits inside the noise of a shared 2-core VM.",
+  "Deno p99 latency":
+    "Deno has no native publish: each delivery is one `WebSocket.send` op (at this rate about " +
+    "1.3 events per frame), so the core is ~100 % busy at 200 k deliveries/s and queues; the " +
+    "floor send loop cannot keep up at all. A native broadcast in Deno, or a second core, closes it.",
+  "Deno fan-out ≥ 5 × floor": "see the fan-out table: events per frame show whether batching held.",
+  "Deno relay ≥ 2 × peerjs-server":
+    "relay on Deno is bound by per-message JS (about 1.9 µs in the hub) and one op per frame; " +
+    "run-to-run noise on this machine is ±20 %.",
+  "Bun holds 20 000": "the open-files hard limit here is 20 000 per process and cannot be raised " +
+    "without CAP_SYS_RESOURCE; every connection the limit allows is held.",
+  "Deno holds 20 000":
+    "the open-files hard limit here is 20 000 per process and cannot be raised " +
+    "without CAP_SYS_RESOURCE; every connection the limit allows is held.",
+};
+
 /** Renders the whole RESULTS.md. */
 export function renderReport(meta: RunMeta, records: RunRecord[], summary: string): string {
   const L: string[] = [];
@@ -307,12 +346,22 @@ export function renderReport(meta: RunMeta, records: RunRecord[], summary: strin
   L.push("## Summary", "", summary, "");
 
   L.push("## Targets", "", "| target | measured | met |", "|---|---|---|");
-  for (const c of checkTargets(records, meta.connsCapNote)) {
+  const checks = checkTargets(records, meta.connsCapNote);
+  for (const c of checks) {
     L.push(
       `| ${c.goal} | ${c.measured} | ${c.met === undefined ? "–" : c.met ? "yes" : "**no**"} |`,
     );
   }
   L.push("");
+  const missed = checks.filter((c) => c.met === false);
+  if (missed.length) {
+    L.push("## Where a target is missed, and why", "");
+    for (const c of missed) {
+      const why = Object.entries(WHY).find(([prefix]) => c.goal.startsWith(prefix))?.[1];
+      L.push(`- **${c.goal}** (${c.measured}): ${why ?? "not analysed yet."}`);
+    }
+    L.push("");
+  }
 
   const fanFloor: Record<string, string> = {
     "signaller-bun": "floor-bun",
