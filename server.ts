@@ -46,10 +46,18 @@ let bus: Bus | undefined;
 if (config.redis !== undefined) {
   const { RedisStore } = await import("./server/store/redis.ts");
   const { RedisBus } = await import("./server/store/redis_bus.ts");
-  const o = { prefix: config.redisPrefix, node };
-  const redisStore = new RedisStore(config.redis, { ...o, graceMs: config.graceMs, limits });
+  const redisStore = new RedisStore(config.redis, {
+    prefix: config.redisPrefix,
+    node,
+    graceMs: config.graceMs,
+    limits,
+    // Declared dead while alive (a stall, a long Redis outage): its sessions are over.
+    onDeclaredDead: () => hub.closeAll("this node lost its place in the cluster; resume"),
+  });
   const redisBus = new RedisBus(config.redis, {
-    ...o,
+    prefix: config.redisPrefix,
+    // Its own messages are recognised by a per-process id, never shared by two processes.
+    node: newId(),
     deliver: (topic, env) => hub.deliver(topic, env),
   });
   // The bus delivers only on topics the hub subscribed to, so `hub` exists by then.

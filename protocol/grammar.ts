@@ -237,7 +237,8 @@ function parseArgs(cmd: CommandName, r: Reader): Command {
     case "join": {
       const channel = channelArg(r);
       const token = r.word();
-      if (token !== undefined && token.length > MAX_KEY) {
+      // Characters are code points: a key of 128 emoji fits.
+      if (token !== undefined && token.length > MAX_KEY && [...token].length > MAX_KEY) {
         r.note(Codes.ERR_INPUTTOOLONG, `Channel key is longer than ${MAX_KEY} characters`);
       }
       r.end();

@@ -366,6 +366,19 @@ export class Hub {
     await this.#store.close();
   }
 
+  /**
+   * Closes every described session with 1001 without touching the store: the
+   * cluster already gave their peers up (their grace runs; clients resume).
+   */
+  closeAll(reason: string): void {
+    this.#log.warn("closing every session", { reason });
+    for (const s of [...this.#peers.values()]) {
+      s.replaced = true;
+      this.#forget(s);
+      this.drop(s, 1001, reason);
+    }
+  }
+
   /** Whether the store answers (for `/healthz`). */
   healthy(): Promise<boolean> {
     return this.#store.ping().catch(() => false);
@@ -640,8 +653,14 @@ export class Hub {
       }),
       { peer: d.id },
     );
+    // The claim holds the id now: any other session of it is over, here or elsewhere.
+    const old = this.#peers.get(d.id);
+    if (claimed.replaced !== undefined && old?.nonce !== claimed.replaced.session) {
+      this.#bus.publish("p:" + d.id, { replace: claimed.replaced.session });
+    }
     if (s.gone) {
-      // The socket closed while the claim was in flight: it starts its grace now.
+      // The socket closed while the claim was in flight: the peer starts its grace now.
+      if (old !== undefined) this.#replace(old);
       await this.#store.releasePeer(d.id, s.nonce, this.#o.now() + this.#o.graceMs);
       refuse(Codes.ERR_UNAVAILABLE, "closed");
     }
@@ -655,14 +674,11 @@ export class Hub {
       message: claimed.message,
     });
     s.resume = claimed.fresh ? fresh : d.resume!;
-    if (claimed.replaced !== undefined) {
-      const old = this.#peers.get(d.id);
-      if (old !== undefined && old.nonce === claimed.replaced.session) this.#replace(old);
-      else this.#bus.publish("p:" + d.id, { replace: claimed.replaced.session });
-    }
+    // The new session is in place before the old one leaves: no subscription lapses.
     this.#peers.set(d.id, s);
     this.#bus.subscribe("p:" + d.id);
     for (const c of claimed.channels) this.#joinLocal(s, c);
+    if (old !== undefined) this.#replace(old);
     return this.#described(s, d);
   }
 
@@ -679,14 +695,16 @@ export class Hub {
   }
 
   async #join(s: Session, c: { channel: string; token?: string }): Promise<ReplyData<"join">> {
+    this.#needBus();
     const id = s.id!;
     const keyHash = c.token === undefined ? null : await sha256(c.channel + "\n" + c.token);
     const r = await this.#must(
       this.#store.join(id, c.channel, keyHash),
       { channel: c.channel },
     );
+    // Also when `already`: a retried /join whose first reply was lost must be a member here too.
+    this.#joinLocal(s, c.channel);
     if (!r.already) {
-      this.#joinLocal(s, c.channel);
       if (r.total <= this.#o.presenceLimit) {
         this.#toChannel(
           c.channel,
@@ -700,11 +718,11 @@ export class Hub {
   }
 
   async #quit(s: Session, channel: string): Promise<ReplyData<"quit">> {
-    const r = await this.#must(
-      this.#store.quit(s.id!, channel),
-      { channel },
-    );
+    this.#needBus();
+    const r = await this.#timed(this.#store.quit(s.id!, channel));
+    // Not a member in the store (a retried /quit, a kick elsewhere): not one here either.
     this.#leaveLocal(s, channel);
+    if (failed(r)) refuse(r.error, explain(r.error, { channel }));
     if (r.total + 1 <= this.#o.presenceLimit) {
       this.#toChannel(
         channel,
@@ -727,6 +745,7 @@ export class Hub {
     }
     return this.#timed(this.#store.presence(c.peer)).then((p) => {
       if (p === null || !p.online) refuse(Codes.ERR_NOSUCHNICK, `No such peer online: ${c.peer}`);
+      this.#needBus();
       this.#toPeer(c.peer, text);
       return reply(p.away, p.message);
     });
@@ -734,8 +753,7 @@ export class Hub {
 
   #pubmsg(s: Session, c: { channel: string; text: string }): Result<"pubmsg"> {
     if (s.channels.has(c.channel)) {
-      // Members on other nodes could not get it: fail rather than half-deliver.
-      if (!this.#bus.up) refuse(Codes.ERR_UNAVAILABLE, "The cluster is unreachable; try again");
+      this.#needBus();
       const id = newId(), ts = this.#o.now();
       const text = JSON.stringify({
         type: "pubmsg",
@@ -756,6 +774,7 @@ export class Hub {
   }
 
   async #broadcast(s: Session, text: string): Promise<ReplyData<"broadcast">> {
+    this.#needBus();
     if (!s.admin) refuse(Codes.ERR_NOPRIVILEGES, "Only server admins may broadcast");
     const online = await this.#timed(this.#store.onlineCount());
     const id = newId(), ts = this.#o.now();
@@ -823,11 +842,14 @@ export class Hub {
   }
 
   async #invite(s: Session, c: { peer: string; channel?: string }): Promise<ReplyData<"invite">> {
-    const channel = c.channel ??
-      this.#only([...s.channels], Codes.ERR_NOTONCHANNEL, "You are on no channel");
+    this.#needBus();
+    // In the protocol's order: 461 (several channels fit), 401, then 442 (none fits).
+    const fits = c.channel === undefined ? [...s.channels] : [c.channel];
+    if (fits.length > 1) refuse(Codes.ERR_NEEDMOREPARAMS, "channel required: several channels fit");
     if (!(this.#peers.has(c.peer) || (await this.#timed(this.#store.presence(c.peer)))?.online)) {
       refuse(Codes.ERR_NOSUCHNICK, `No such peer online: ${c.peer}`);
     }
+    const channel = this.#only(fits, Codes.ERR_NOTONCHANNEL, "You are on no channel");
     await this.#must(
       this.#store.invite(s.id!, c.peer, channel),
       { channel, peer: c.peer },
@@ -837,6 +859,7 @@ export class Hub {
   }
 
   async #away(s: Session, text?: string): Promise<ReplyData<"away">> {
+    this.#needBus();
     const r = await this.#timed(this.#store.setAway(s.id!, text === undefined ? null : true, text));
     s.away = r.away;
     s.message = r.message;
@@ -857,6 +880,7 @@ export class Hub {
     s: Session,
     c: { peer: string; channel?: string; text?: string },
   ): Promise<ReplyData<"kick">> {
+    this.#needBus();
     const target = await this.#timed(this.#store.getPeer(c.peer));
     if (target === null) refuse(Codes.ERR_NOSUCHNICK, `No such peer: ${c.peer}`);
     let channel = c.channel;
@@ -879,6 +903,7 @@ export class Hub {
   }
 
   async #ban(s: Session, c: { peer: string; channel?: string }): Promise<ReplyData<"ban">> {
+    this.#needBus();
     const channel = c.channel ??
       this.#only(await this.#opChannels(s), Codes.ERR_CHANOPRIVSNEEDED, "You are operator nowhere");
     const r = await this.#must(
@@ -902,6 +927,11 @@ export class Hub {
       { channel, peer: c.peer },
     );
     return { channel, peer: c.peer };
+  }
+
+  /** This command's events must reach the other nodes: fail rather than half-deliver. */
+  #needBus(): void {
+    if (!this.#bus.up) refuse(Codes.ERR_UNAVAILABLE, "The cluster is unreachable; try again");
   }
 
   /** The sender's channels where it is operator; `482` when none. */

@@ -56,6 +56,8 @@ export interface RedisStoreOptions {
   heartbeatMs?: number;
   /** A node whose last beat is older than this is declared dead, ms. Default 6000. */
   deadMs?: number;
+  /** Called when a beat finds this node was declared dead meanwhile (it stalled, or Redis was away). */
+  onDeclaredDead?: () => void;
 }
 
 /** Peers expired by one `expirePeers` call at most; the rest wait for the next call. */
@@ -216,7 +218,11 @@ return 0
 const EXPIRE = LIB + `
 local now = tonumber(ARGV[3])
 local dead = redis.call('ZRANGEBYSCORE', P .. 'nodes', '-inf', nowMs() - tonumber(ARGV[5]))
-for _, node in ipairs(dead) do releaseNode(node, now + tonumber(ARGV[4])) end
+for _, node in ipairs(dead) do
+  releaseNode(node, now + tonumber(ARGV[4]))
+  -- Tells the node, should it be alive after all, that its sessions are over.
+  redis.call('SET', P .. 'dead:' .. node, 1, 'PX', 3600000)
+end
 local out = {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'grace', '-inf', now, 'LIMIT', 0, ARGV[6])) do
   local entry = { id }
@@ -238,8 +244,9 @@ return out
  * declared dead while stalled: it is alive again for the peers it claims next.
  */
 const BEAT = LIB + `
+local declaredDead = redis.call('DEL', P .. 'dead:' .. ARGV[3])
 redis.call('ZADD', P .. 'nodes', nowMs(), ARGV[3])
-return 0
+return declaredDead
 `;
 
 /** A graceful node shutdown: its remaining peers enter their grace. ARGV: node, graceUntil. */
@@ -468,6 +475,10 @@ export class RedisStore implements Store {
   #deadMs: number;
   #beat: ReturnType<typeof setInterval>;
   #closed = false;
+  #onDeclaredDead?: () => void;
+  /** Putting a predecessor's peers (same node id) into their grace; done once. */
+  #adopting?: Promise<void>;
+  #adopted = false;
 
   /**
    * Connects in the background and starts beating; await {@linkcode ready}
@@ -484,8 +495,10 @@ export class RedisStore implements Store {
     for (const [name, lua] of Object.entries(SCRIPTS)) {
       this.#redis.defineCommand(name, { numberOfKeys: 0, lua });
     }
-    // Beat as soon as a connection is up, so a reconnected node is not declared dead.
-    this.#redis.on("ready", () => this.#heartbeat());
+    this.#onDeclaredDead = options.onDeclaredDead;
+    // Beat as soon as a connection is up, so a reconnected node is not declared dead; the
+    // first time, after taking over from a predecessor (even when `ready` timed out).
+    this.#redis.on("ready", () => this.#adopt().then(() => this.#heartbeat(), () => {}));
     this.#beat = setInterval(() => this.#heartbeat(), options.heartbeatMs ?? 1_000);
   }
 
@@ -496,8 +509,20 @@ export class RedisStore implements Store {
    */
   async ready(timeoutMs = 5_000): Promise<void> {
     await whenReady(this.#redis, timeoutMs);
-    await this.#run("sgNodeDown", this.#node, Date.now() + this.#graceMs);
+    await this.#adopt();
     await this.#run("sgBeat", this.#node);
+  }
+
+  /** Puts the peers a predecessor with this node id left behind into their grace, once. */
+  #adopt(): Promise<void> {
+    this.#adopting ??= this.#run("sgNodeDown", this.#node, Date.now() + this.#graceMs).then(
+      () => void (this.#adopted = true),
+      (e) => {
+        this.#adopting = undefined; // the next 'ready' tries again
+        throw e;
+      },
+    );
+    return this.#adopting;
   }
 
   async claimPeer(c: Claim): Promise<Claimed | Fail> {
@@ -697,9 +722,12 @@ export class RedisStore implements Store {
   }
 
   #heartbeat(): void {
-    if (this.#closed || this.#redis.status !== "ready") return;
+    // Beats start once the predecessor's peers are handed over (see #adopt).
+    if (this.#closed || !this.#adopted || this.#redis.status !== "ready") return;
     // A missed beat is retried next interval; only a long outage makes the node dead.
-    this.#run("sgBeat", this.#node).catch(() => {});
+    this.#run("sgBeat", this.#node).then((declaredDead: number) => {
+      if (declaredDead === 1) this.#onDeclaredDead?.();
+    }, () => {});
   }
 
   // deno-lint-ignore no-explicit-any

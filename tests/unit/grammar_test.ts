@@ -240,3 +240,13 @@ Deno.test("within a frame 417 beats 461 beats 432", () => {
   err(`/join #bad ${"k".repeat(129)} extra`, Codes.ERR_INPUTTOOLONG, "join");
   err(`/ban nothex nochannel`, Codes.ERR_NEEDMOREPARAMS, "ban");
 });
+
+Deno.test("a channel key counts Unicode code points: 128 emoji fit, 129 get 417", () => {
+  const C2 = "#65a1f0c2e4b0a1b2c3d4e5f8";
+  assert.deepEqual(ok(`/join ${C2} ${"😀".repeat(128)}`), {
+    cmd: "join",
+    channel: C2,
+    token: "😀".repeat(128),
+  });
+  err(`/join ${C2} ${"😀".repeat(129)}`, Codes.ERR_INPUTTOOLONG, "join");
+});
