@@ -233,3 +233,30 @@ Deno.test("hub: the admin token must match exactly", () => {
     assert.equal(sameText(wrong, "s3cret"), false, wrong);
   }
 });
+
+Deno.test("hub: a takeover whose new socket drops mid-claim still closes the old session", async () => {
+  let delay = 0;
+  await using t = setup({ store: slowStore(new MemoryStore(limits), () => delay) });
+  const a = await t.peer("a");
+  delay = 20;
+  const b = t.open();
+  b.session.receive(`/descp {"id":"${a.id}","name":"a2","resume":"${a.resume}"}`);
+  b.session.closed();
+  await new Promise((r) => setTimeout(r, 150));
+  assert.equal(a.c.closedWith?.[0], 4002, "one live session per id");
+});
+
+Deno.test("hub: a retried /join the store already applied makes the peer a member here", async () => {
+  const store = new MemoryStore(limits);
+  await using t = setup({ store });
+  const a = await t.peer();
+  const b = await t.peer();
+  const ch = newChannelId();
+  await t.say(a.c, `/join ${ch}`);
+  // The store applied b's first /join, whose reply never came back.
+  assert.equal((await store.join(b.id, ch, null) as { already: boolean }).already, false);
+  await t.say(b.c, `/join ${ch}`);
+  assert.equal(b.c.replies().at(-1)?.type, "ok");
+  await t.say(a.c, `/pubmsg ${ch} hi`);
+  assert.equal(b.c.events("pubmsg").length, 1);
+});
