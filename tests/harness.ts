@@ -54,6 +54,8 @@ export interface ServerHandle {
   httpUrl: string;
   /** The runtime it runs on. */
   runtime: Runtime;
+  /** The server's process id (to stop and continue it, say). */
+  pid: number;
   /** The last lines the server wrote to stderr (JSON log lines), for failure messages. */
   logs(): string[];
   /** The first lines the server wrote to stdout. */
@@ -223,6 +225,7 @@ export async function startServer(opts: StartOptions = {}): Promise<ServerHandle
     unregister(child);
   };
   return {
+    pid: child.pid,
     url: `ws://${host}:${port}/`,
     port,
     httpUrl: `http://${host}:${port}`,
