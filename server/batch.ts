@@ -7,7 +7,12 @@
 
 /** Connections with text waiting, flushed together once the turn's input is handled. */
 const dirty = new Set<Batched>();
-function flushAll(): void {
+
+/**
+ * Writes every batch now. A runtime that sends some events around the batches
+ * (Bun's native publish) calls it first, so no socket gets them out of order.
+ */
+export function flushBatches(): void {
   for (const c of dirty) c.flush();
   dirty.clear();
 }
@@ -22,7 +27,7 @@ export abstract class Batched {
     if (this.#pending === undefined) {
       this.#pending = [];
       // setImmediate runs after the turn's I/O callbacks: every event they produced is in.
-      if (dirty.size === 0) setImmediate(flushAll);
+      if (dirty.size === 0) setImmediate(flushBatches);
       dirty.add(this);
     }
     this.#pending.push(text);

@@ -3,7 +3,7 @@
  * {@linkcode Connection}. Channel fan-out uses Bun's native topics: one
  * `publish` serializes and frames an event once for every subscriber.
  */
-import { Batched } from "./batch.ts";
+import { Batched, flushBatches } from "./batch.ts";
 import type { Connection, Hub, Session } from "./hub.ts";
 import { handleHttp, originAllowed } from "./http.ts";
 import type { Listener, ServeOptions } from "./serve.ts";
@@ -98,6 +98,8 @@ export function serve(hub: Hub, o: ServeOptions): Promise<Listener> {
     subscribe: (conn, topic) => (conn as BunConnection).ws.subscribe(topic),
     unsubscribe: (conn, topic) => (conn as BunConnection).ws.unsubscribe(topic),
     publish: (topic, text, except) => {
+      // Events batched earlier in this turn leave first: a kicked peer's last event is its kick.
+      flushBatches();
       // A socket's own publish skips itself: the sender does not get its own pubmsg.
       const sent = except === undefined
         ? server.publish(topic, text)
