@@ -21,6 +21,7 @@
  * @module
  */
 import { Redis } from "ioredis";
+import { bbtest, type Runtime } from "./harness.ts";
 
 /** How Redis-backed tests should run. */
 export interface RedisTestEnv {
@@ -123,4 +124,25 @@ async function close(redis: Redis): Promise<void> {
 /** The URL without its password, for messages. */
 function redact(url: string): string {
   return url.replace(/\/\/([^@/]*)@/, "//***@");
+}
+
+/**
+ * A black-box test on every runtime that needs Redis: it gets a fresh key
+ * prefix, whose keys are deleted afterwards, and is skipped (or, in CI, fails)
+ * without Redis.
+ */
+export function redisTest(
+  env: RedisTestEnv,
+  name: string,
+  fn: (rt: Runtime, prefix: string) => Promise<void>,
+): void {
+  bbtest(name, async (rt) => {
+    assertRedis(env);
+    const prefix = uniquePrefix("bb");
+    try {
+      await fn(rt, prefix);
+    } finally {
+      await deleteKeys(env.url, prefix);
+    }
+  }, { ignore: env.ignore });
 }

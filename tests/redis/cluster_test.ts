@@ -5,7 +5,6 @@
  */
 import assert from "node:assert/strict";
 import {
-  bbtest,
   connect,
   delay,
   describe,
@@ -16,7 +15,7 @@ import {
   startServer,
   type TestClient,
 } from "../harness.ts";
-import { assertRedis, deleteKeys, redisTests, uniquePrefix } from "../redis_env.ts";
+import { redisTest, redisTests } from "../redis_env.ts";
 
 const GRACE = 1500;
 /** A node silent this long is dead (server/store/redis.ts); the protocol allows up to 10 s. */
@@ -54,311 +53,287 @@ function take(c: TestClient, type: string): Msg[] {
   return got;
 }
 
-bbtest(
+redisTest(
+  env,
   "two nodes on one Redis: privmsg, pubmsg and broadcast cross nodes exactly once",
-  async (rt) => {
-    assertRedis(env);
-    const prefix = uniquePrefix("cluster");
-    try {
-      await using a = await node(rt, prefix);
-      await using b = await node(rt, prefix);
-      await using a1 = await peer(a.url, { name: "a1" });
-      await using a2 = await peer(a.url, { name: "a2" });
-      await using b1 = await peer(b.url, { name: "b1" });
-      await using b2 = await peer(b.url, { name: "b2" });
-      await using adm = await peer(b.url, { name: "adm", admin: ADMIN });
-      await using bare = await connect(a.url, "undescribed");
+  async (rt, prefix) => {
+    await using a = await node(rt, prefix);
+    await using b = await node(rt, prefix);
+    await using a1 = await peer(a.url, { name: "a1" });
+    await using a2 = await peer(a.url, { name: "a2" });
+    await using b1 = await peer(b.url, { name: "b1" });
+    await using b2 = await peer(b.url, { name: "b2" });
+    await using adm = await peer(b.url, { name: "adm", admin: ADMIN });
+    await using bare = await connect(a.url, "undescribed");
 
-      // privmsg A → B and B → A.
-      for (const [from, to] of [[a1, b1], [b1, a1]]) {
-        const r = await from.ok(`/privmsg ${to.id} offer from ${from.name}`);
-        const e = await to.event("privmsg");
-        assert.deepEqual(
-          { id: e.id, ts: e.ts, from: e.from, to: e.to, text: e.text },
-          { id: r.id, ts: r.ts, from: from.id, to: to.id, text: `offer from ${from.name}` },
-        );
-        assert.equal("away" in r, false);
-      }
-
-      // One channel with members on both nodes.
-      const ch = newChannel();
-      const j = await a1.ok(`/join ${ch}`);
-      assert.equal(j.created, true);
-      for (const c of [a2, b1, b2]) await c.ok(`/join ${ch}`);
-      await delay(WINDOW);
-      const joins = take(a1, "join");
-      assert.deepEqual(joins.map((e) => e.peer.id), [a2.id, b1.id, b2.id], "a1 sees every join");
-      for (const c of [a2, b1, b2]) take(c, "join");
-
-      // pubmsg: each member gets every other member's message exactly once, none of its own.
-      const members = [a1, a2, b1, b2];
-      const sent = new Map<string, string>();
-      for (const c of members) {
-        const r = await c.ok(`/pubmsg ${ch} hello from ${c.name}`);
-        sent.set(r.id, c.id);
-      }
-      await delay(WINDOW);
-      for (const c of members) {
-        const got = take(c, "pubmsg");
-        const expected = members.filter((m) => m !== c).map((m) => `hello from ${m.name}`);
-        assert.deepEqual(
-          got.map((e) => e.text).sort(),
-          expected.sort(),
-          `${c.name}: each other member's pubmsg exactly once, none of its own`,
-        );
-        for (const e of got) {
-          assert.equal(e.channel, ch);
-          assert.equal(sent.get(e.id), e.from, `${c.name}: event id matches the sender's reply`);
-        }
-      }
-      for (const c of [adm, bare]) assert.deepEqual(c.pending("pubmsg"), [], "non-members");
-
-      // broadcast by an admin on B reaches every described peer on both nodes once.
-      await a1.fail("/broadcast not an admin", 481);
-      const described = [a1, a2, b1, b2];
-      const br = await adm.ok("/broadcast maintenance at noon");
-      assert.equal(
-        br.recipients,
-        described.length,
-        "described peers on all nodes, sender excluded",
+    // privmsg A → B and B → A.
+    for (const [from, to] of [[a1, b1], [b1, a1]]) {
+      const r = await from.ok(`/privmsg ${to.id} offer from ${from.name}`);
+      const e = await to.event("privmsg");
+      assert.deepEqual(
+        { id: e.id, ts: e.ts, from: e.from, to: e.to, text: e.text },
+        { id: r.id, ts: r.ts, from: from.id, to: to.id, text: `offer from ${from.name}` },
       );
-      await delay(WINDOW);
-      for (const c of described) {
-        const got = take(c, "broadcast");
-        assert.equal(got.length, 1, `${c.name}: exactly one broadcast, got ${JSON.stringify(got)}`);
-        assert.deepEqual(
-          { id: got[0].id, from: got[0].from, text: got[0].text },
-          { id: br.id, from: adm.id, text: "maintenance at noon" },
-        );
-      }
-      assert.deepEqual(adm.pending("broadcast"), [], "the sender gets no broadcast");
-      assert.deepEqual(bare.pending("broadcast"), [], "an undescribed socket gets no broadcast");
-    } finally {
-      await deleteKeys(env.url, prefix);
+      assert.equal("away" in r, false);
     }
+
+    // One channel with members on both nodes.
+    const ch = newChannel();
+    const j = await a1.ok(`/join ${ch}`);
+    assert.equal(j.created, true);
+    for (const c of [a2, b1, b2]) await c.ok(`/join ${ch}`);
+    await delay(WINDOW);
+    const joins = take(a1, "join");
+    assert.deepEqual(joins.map((e) => e.peer.id), [a2.id, b1.id, b2.id], "a1 sees every join");
+    for (const c of [a2, b1, b2]) take(c, "join");
+
+    // pubmsg: each member gets every other member's message exactly once, none of its own.
+    const members = [a1, a2, b1, b2];
+    const sent = new Map<string, string>();
+    for (const c of members) {
+      const r = await c.ok(`/pubmsg ${ch} hello from ${c.name}`);
+      sent.set(r.id, c.id);
+    }
+    await delay(WINDOW);
+    for (const c of members) {
+      const got = take(c, "pubmsg");
+      const expected = members.filter((m) => m !== c).map((m) => `hello from ${m.name}`);
+      assert.deepEqual(
+        got.map((e) => e.text).sort(),
+        expected.sort(),
+        `${c.name}: each other member's pubmsg exactly once, none of its own`,
+      );
+      for (const e of got) {
+        assert.equal(e.channel, ch);
+        assert.equal(sent.get(e.id), e.from, `${c.name}: event id matches the sender's reply`);
+      }
+    }
+    for (const c of [adm, bare]) assert.deepEqual(c.pending("pubmsg"), [], "non-members");
+
+    // broadcast by an admin on B reaches every described peer on both nodes once.
+    await a1.fail("/broadcast not an admin", 481);
+    const described = [a1, a2, b1, b2];
+    const br = await adm.ok("/broadcast maintenance at noon");
+    assert.equal(
+      br.recipients,
+      described.length,
+      "described peers on all nodes, sender excluded",
+    );
+    await delay(WINDOW);
+    for (const c of described) {
+      const got = take(c, "broadcast");
+      assert.equal(got.length, 1, `${c.name}: exactly one broadcast, got ${JSON.stringify(got)}`);
+      assert.deepEqual(
+        { id: got[0].id, from: got[0].from, text: got[0].text },
+        { id: br.id, from: adm.id, text: "maintenance at noon" },
+      );
+    }
+    assert.deepEqual(adm.pending("broadcast"), [], "the sender gets no broadcast");
+    assert.deepEqual(bare.pending("broadcast"), [], "an undescribed socket gets no broadcast");
   },
-  { ignore: env.ignore },
 );
 
-bbtest(
+redisTest(
+  env,
   "two nodes on one Redis: one view of members, ids taken cluster-wide, kick across nodes",
-  async (rt) => {
-    assertRedis(env);
-    const prefix = uniquePrefix("cluster");
-    try {
-      await using a = await node(rt, prefix);
-      await using b = await node(rt, prefix);
-      await using a1 = await peer(a.url, { name: "a1" });
-      await using a2 = await peer(a.url, { name: "a2" });
-      await using b1 = await peer(b.url, { name: "b1" });
-      await using b2 = await peer(b.url, { name: "b2" });
-      const ch = newChannel();
-      await a1.ok(`/join ${ch}`);
-      for (const c of [b1, a2, b2]) await c.ok(`/join ${ch}`);
-      await a1.ok(`/away lunch`);
+  async (rt, prefix) => {
+    await using a = await node(rt, prefix);
+    await using b = await node(rt, prefix);
+    await using a1 = await peer(a.url, { name: "a1" });
+    await using a2 = await peer(a.url, { name: "a2" });
+    await using b1 = await peer(b.url, { name: "b1" });
+    await using b2 = await peer(b.url, { name: "b2" });
+    const ch = newChannel();
+    await a1.ok(`/join ${ch}`);
+    for (const c of [b1, a2, b2]) await c.ok(`/join ${ch}`);
+    await a1.ok(`/away lunch`);
 
-      // /peers and /whois agree on either node.
-      const order = [a1.id, b1.id, a2.id, b2.id];
-      const pa = await a2.ok(`/peers ${ch}`);
-      const pb = await b1.ok(`/peers ${ch}`);
-      assert.deepEqual(pa, pb, "/peers is the same from A and B");
-      assert.equal(pa.total, 4);
-      assert.deepEqual(
-        pa.peers.map((e: Msg) => [e.id, e.op, e.away, e.online]),
-        [[a1.id, true, true, true], [b1.id, false, false, true], [a2.id, false, false, true], [
-          b2.id,
-          false,
-          false,
-          true,
-        ]],
-      );
-      assert.equal(pa.peers[0].message, "lunch");
-      const wa = await a2.ok(`/whois ${ch}`);
-      const wb = await b2.ok(`/whois ${ch}`);
-      assert.deepEqual(wa, wb, "/whois #channel is the same from A and B");
-      assert.deepEqual(wa.operators, [a1.id]);
-      assert.deepEqual(wa.members.map((e: Msg) => e.id), order);
-      assert.equal(wa.keyed, false);
-      const wpa = await b1.ok(`/whois ${a1.id}`);
-      const wpb = await a2.ok(`/whois ${a1.id}`);
-      assert.deepEqual(wpa, wpb);
-      assert.deepEqual(
-        {
-          id: wpa.id,
-          name: wpa.name,
-          online: wpa.online,
-          away: wpa.away,
-          message: wpa.message,
-          channels: wpa.channels,
-        },
-        { id: a1.id, name: "a1", online: true, away: true, message: "lunch", channels: [ch] },
-      );
-      const wb1 = await a1.ok(`/whois ${b1.id}`);
-      assert.equal(wb1.online, true);
-      assert.deepEqual(wb1.channels, [ch]);
-
-      // An id held on one node is taken on the other: 433 without (or with a wrong) token.
+    // /peers and /whois agree on either node.
+    const order = [a1.id, b1.id, a2.id, b2.id];
+    const pa = await a2.ok(`/peers ${ch}`);
+    const pb = await b1.ok(`/peers ${ch}`);
+    assert.deepEqual(pa, pb, "/peers is the same from A and B");
+    assert.equal(pa.total, 4);
+    assert.deepEqual(
+      pa.peers.map((e: Msg) => [e.id, e.op, e.away, e.online]),
+      [[a1.id, true, true, true], [b1.id, false, false, true], [a2.id, false, false, true], [
+        b2.id,
+        false,
+        false,
+        true,
+      ]],
+    );
+    assert.equal(pa.peers[0].message, "lunch");
+    const wa = await a2.ok(`/whois ${ch}`);
+    const wb = await b2.ok(`/whois ${ch}`);
+    assert.deepEqual(wa, wb, "/whois #channel is the same from A and B");
+    assert.deepEqual(wa.operators, [a1.id]);
+    assert.deepEqual(wa.members.map((e: Msg) => e.id), order);
+    assert.equal(wa.keyed, false);
+    const wpa = await b1.ok(`/whois ${a1.id}`);
+    const wpb = await a2.ok(`/whois ${a1.id}`);
+    assert.deepEqual(wpa, wpb);
+    assert.deepEqual(
       {
-        await using thief = await connect(a.url, "thief");
-        await thief.fail(`/descp ${JSON.stringify({ id: b1.id, name: "x" })}`, 433);
-        await thief.fail(
-          `/descp ${JSON.stringify({ id: b1.id, name: "x", resume: a1.resume })}`,
-          433,
-        );
-        await using thief2 = await connect(b.url, "thief2");
-        await thief2.fail(`/descp ${JSON.stringify({ id: a1.id, name: "x" })}`, 433);
-      }
-      // Nobody was disturbed by the attempts.
-      assert.equal(b1.ws.readyState, WebSocket.OPEN);
-      assert.equal(a1.ws.readyState, WebSocket.OPEN);
+        id: wpa.id,
+        name: wpa.name,
+        online: wpa.online,
+        away: wpa.away,
+        message: wpa.message,
+        channels: wpa.channels,
+      },
+      { id: a1.id, name: "a1", online: true, away: true, message: "lunch", channels: [ch] },
+    );
+    const wb1 = await a1.ok(`/whois ${b1.id}`);
+    assert.equal(wb1.online, true);
+    assert.deepEqual(wb1.channels, [ch]);
 
-      // Kick across nodes: the operator on A kicks a member on B.
-      for (const c of [a1, a2, b1, b2]) c.clearEvents();
-      const k = await a1.ok(`/kick ${b2.id} ${ch} bye`);
-      assert.deepEqual(k, { channel: ch, peer: b2.id });
-      await delay(WINDOW);
-      for (const c of [a1, a2, b1, b2]) {
-        const got = take(c, "kick");
-        assert.equal(got.length, 1, `${c.name}: exactly one kick, got ${JSON.stringify(got)}`);
-        assert.deepEqual(
-          { channel: got[0].channel, peer: got[0].peer, by: got[0].by, text: got[0].text },
-          { channel: ch, peer: b2.id, by: a1.id, text: "bye" },
-        );
-        assert.deepEqual(c.pending("quit"), [], `${c.name}: no quit for a kicked peer`);
-      }
-      // Then nothing more for the kicked peer; its co-member on B still gets messages.
-      await a1.ok(`/pubmsg ${ch} after the kick`);
-      assert.equal((await b1.event("pubmsg")).text, "after the kick");
-      assert.equal((await a2.event("pubmsg")).text, "after the kick");
-      await b2.noEvent("pubmsg", WINDOW);
-      await b2.fail(`/pubmsg ${ch} let me in`, 404);
-      assert.deepEqual((await b2.ok(`/whois ${b2.id}`)).channels, []);
-      await b1.noEvent("pubmsg", 0);
-      const after = await b1.ok(`/peers ${ch}`);
-      assert.deepEqual(after.peers.map((e: Msg) => e.id), [a1.id, b1.id, a2.id]);
-      // A kick from B of a member on A works the same way (a2 made no operator: 482).
-      await b1.fail(`/kick ${a2.id} ${ch}`, 482);
-    } finally {
-      await deleteKeys(env.url, prefix);
-    }
-  },
-  { ignore: env.ignore },
-);
-
-bbtest(
-  "two nodes on one Redis: away reaches co-members on the other node",
-  async (rt) => {
-    assertRedis(env);
-    const prefix = uniquePrefix("cluster");
-    try {
-      await using a = await node(rt, prefix);
-      await using b = await node(rt, prefix);
-      await using a1 = await peer(a.url, { name: "a1" });
-      await using a2 = await peer(a.url, { name: "a2" });
-      await using b1 = await peer(b.url, { name: "b1" });
-      await using b2 = await peer(b.url, { name: "b2" }); // shares no channel with a1
-      const ch = newChannel();
-      for (const c of [a1, a2, b1]) await c.ok(`/join ${ch}`);
-      await delay(WINDOW);
-      for (const c of [a1, a2, b1]) c.clearEvents();
-
-      assert.deepEqual(await a1.ok("/away in a meeting"), { away: true, message: "in a meeting" });
-      await delay(WINDOW);
-      for (const c of [a2, b1]) {
-        const got = take(c, "away");
-        assert.deepEqual(
-          got.map((e) => ({ peer: e.peer, away: e.away, message: e.message })),
-          [{ peer: a1.id, away: true, message: "in a meeting" }],
-          `${c.name} (on node ${c === a2 ? "A" : "B"}): exactly one away event`,
-        );
-      }
-      for (const c of [a1, b2]) assert.deepEqual(c.pending("away"), [], `${c.name}: no away`);
-      const r = await b1.ok(`/privmsg ${a1.id} are you there?`);
-      assert.equal(r.away, "in a meeting", "the sender on B sees the away message of a peer on A");
-    } finally {
-      await deleteKeys(env.url, prefix);
-    }
-  },
-  { ignore: env.ignore },
-);
-
-bbtest(
-  "a node killed with SIGKILL: its peers resume on another node; the rest are quit once",
-  async (rt) => {
-    assertRedis(env);
-    const prefix = uniquePrefix("cluster");
-    try {
-      // Three nodes, so "once for the whole cluster" is seen by two surviving sweepers.
-      await using a = await node(rt, prefix);
-      await using b = await node(rt, prefix);
-      await using c = await node(rt, prefix);
-      await using a1 = await peer(a.url, { name: "a1" });
-      await using a2 = await peer(a.url, { name: "a2" });
-      await using b1 = await peer(b.url, { name: "b1" });
-      await using c1 = await peer(c.url, { name: "c1" });
-      const ch = newChannel();
-      await a1.ok(`/join ${ch} key`);
-      for (const x of [a2, b1, c1]) await x.ok(`/join ${ch} key`);
-      await delay(200);
-      for (const x of [a1, a2, b1, c1]) x.clearEvents();
-
-      const tKill = Date.now();
-      await a.kill();
-      await a1.closed;
-      await a2.closed;
-
-      // a2 resumes on B: channels kept, no events for anyone.
-      await using a2b = await connect(b.url, "a2b");
-      const d = await describe(a2b, { id: a2.id, name: "a2", resume: a2.resume });
-      assert.deepEqual(d.channels, [ch]);
-      assert.equal(d.resume, a2.resume);
-      await b1.ok(`/pubmsg ${ch} hi a2`);
-      assert.equal((await a2b.event("pubmsg")).text, "hi a2");
-      assert.equal((await c1.event("pubmsg")).text, "hi a2");
-      await a2b.ok(`/pubmsg ${ch} I moved`);
-      for (const x of [b1, c1]) {
-        const e = await x.event("pubmsg");
-        assert.deepEqual([e.from, e.text], [a2.id, "I moved"]);
-      }
-      const resumedId = a2.id;
-
-      // a1 never resumes: after the grace (from detection) each remaining member gets
-      // exactly one quit, although two nodes sweep.
-      const deadline = tKill + DEAD_MAX + GRACE + SLACK - Date.now();
-      const first = await b1.event("quit", { timeout: Math.max(deadline, 1000) });
-      const tQuit = Date.now();
-      assert.ok(
-        tQuit - tKill >= GRACE,
-        `quit ${tQuit - tKill} ms after the kill: the peer did not get its full grace`,
+    // An id held on one node is taken on the other: 433 without (or with a wrong) token.
+    {
+      await using thief = await connect(a.url, "thief");
+      await thief.fail(`/descp ${JSON.stringify({ id: b1.id, name: "x" })}`, 433);
+      await thief.fail(
+        `/descp ${JSON.stringify({ id: b1.id, name: "x", resume: a1.resume })}`,
+        433,
       );
-      await delay(1000); // both survivors sweep at least twice more
-      const quits = new Map<string, Msg[]>([
-        ["b1", [first, ...take(b1, "quit")]],
-        ["c1", take(c1, "quit")],
-        ["a2b", take(a2b, "quit")],
-      ]);
-      for (const [name, got] of quits) {
-        assert.deepEqual(
-          got.map((q) => ({ channel: q.channel, peer: q.peer, reason: q.reason })),
-          [{ channel: ch, peer: a1.id, reason: "disconnect" }],
-          `${name}: exactly one quit, for the peer that did not resume`,
-        );
-        assert.equal(got.some((q) => q.peer === resumedId), false);
-      }
-      await b1.fail(`/whois ${a1.id}`, 401);
-      const p = await c1.ok(`/peers ${ch}`);
+      await using thief2 = await connect(b.url, "thief2");
+      await thief2.fail(`/descp ${JSON.stringify({ id: a1.id, name: "x" })}`, 433);
+    }
+    // Nobody was disturbed by the attempts.
+    assert.equal(b1.ws.readyState, WebSocket.OPEN);
+    assert.equal(a1.ws.readyState, WebSocket.OPEN);
+
+    // Kick across nodes: the operator on A kicks a member on B.
+    for (const c of [a1, a2, b1, b2]) c.clearEvents();
+    const k = await a1.ok(`/kick ${b2.id} ${ch} bye`);
+    assert.deepEqual(k, { channel: ch, peer: b2.id });
+    await delay(WINDOW);
+    for (const c of [a1, a2, b1, b2]) {
+      const got = take(c, "kick");
+      assert.equal(got.length, 1, `${c.name}: exactly one kick, got ${JSON.stringify(got)}`);
       assert.deepEqual(
-        p.peers.map((e: Msg) => [e.id, e.online]),
-        [[a2.id, true], [b1.id, true], [c1.id, true]],
+        { channel: got[0].channel, peer: got[0].peer, by: got[0].by, text: got[0].text },
+        { channel: ch, peer: b2.id, by: a1.id, text: "bye" },
       );
-      const pb = await b1.ok(`/peers ${ch}`);
-      assert.deepEqual(pb, p);
-      // The resumed peer is reachable by privmsg from the third node.
-      await c1.ok(`/privmsg ${a2.id} still there?`);
-      assert.equal((await a2b.event("privmsg")).from, c1.id);
-    } finally {
-      await deleteKeys(env.url, prefix);
+      assert.deepEqual(c.pending("quit"), [], `${c.name}: no quit for a kicked peer`);
     }
+    // Then nothing more for the kicked peer; its co-member on B still gets messages.
+    await a1.ok(`/pubmsg ${ch} after the kick`);
+    assert.equal((await b1.event("pubmsg")).text, "after the kick");
+    assert.equal((await a2.event("pubmsg")).text, "after the kick");
+    await b2.noEvent("pubmsg", WINDOW);
+    await b2.fail(`/pubmsg ${ch} let me in`, 404);
+    assert.deepEqual((await b2.ok(`/whois ${b2.id}`)).channels, []);
+    await b1.noEvent("pubmsg", 0);
+    const after = await b1.ok(`/peers ${ch}`);
+    assert.deepEqual(after.peers.map((e: Msg) => e.id), [a1.id, b1.id, a2.id]);
+    // A kick from B of a member on A works the same way (a2 made no operator: 482).
+    await b1.fail(`/kick ${a2.id} ${ch}`, 482);
   },
-  { ignore: env.ignore },
+);
+
+redisTest(
+  env,
+  "two nodes on one Redis: away reaches co-members on the other node",
+  async (rt, prefix) => {
+    await using a = await node(rt, prefix);
+    await using b = await node(rt, prefix);
+    await using a1 = await peer(a.url, { name: "a1" });
+    await using a2 = await peer(a.url, { name: "a2" });
+    await using b1 = await peer(b.url, { name: "b1" });
+    await using b2 = await peer(b.url, { name: "b2" }); // shares no channel with a1
+    const ch = newChannel();
+    for (const c of [a1, a2, b1]) await c.ok(`/join ${ch}`);
+    await delay(WINDOW);
+    for (const c of [a1, a2, b1]) c.clearEvents();
+
+    assert.deepEqual(await a1.ok("/away in a meeting"), { away: true, message: "in a meeting" });
+    await delay(WINDOW);
+    for (const c of [a2, b1]) {
+      const got = take(c, "away");
+      assert.deepEqual(
+        got.map((e) => ({ peer: e.peer, away: e.away, message: e.message })),
+        [{ peer: a1.id, away: true, message: "in a meeting" }],
+        `${c.name} (on node ${c === a2 ? "A" : "B"}): exactly one away event`,
+      );
+    }
+    for (const c of [a1, b2]) assert.deepEqual(c.pending("away"), [], `${c.name}: no away`);
+    const r = await b1.ok(`/privmsg ${a1.id} are you there?`);
+    assert.equal(r.away, "in a meeting", "the sender on B sees the away message of a peer on A");
+  },
+);
+
+redisTest(
+  env,
+  "a node killed with SIGKILL: its peers resume on another node; the rest are quit once",
+  async (rt, prefix) => {
+    // Three nodes, so "once for the whole cluster" is seen by two surviving sweepers.
+    await using a = await node(rt, prefix);
+    await using b = await node(rt, prefix);
+    await using c = await node(rt, prefix);
+    await using a1 = await peer(a.url, { name: "a1" });
+    await using a2 = await peer(a.url, { name: "a2" });
+    await using b1 = await peer(b.url, { name: "b1" });
+    await using c1 = await peer(c.url, { name: "c1" });
+    const ch = newChannel();
+    await a1.ok(`/join ${ch} key`);
+    for (const x of [a2, b1, c1]) await x.ok(`/join ${ch} key`);
+    await delay(200);
+    for (const x of [a1, a2, b1, c1]) x.clearEvents();
+
+    const tKill = Date.now();
+    await a.kill();
+    await a1.closed;
+    await a2.closed;
+
+    // a2 resumes on B: channels kept, no events for anyone.
+    await using a2b = await connect(b.url, "a2b");
+    const d = await describe(a2b, { id: a2.id, name: "a2", resume: a2.resume });
+    assert.deepEqual(d.channels, [ch]);
+    assert.equal(d.resume, a2.resume);
+    await b1.ok(`/pubmsg ${ch} hi a2`);
+    assert.equal((await a2b.event("pubmsg")).text, "hi a2");
+    assert.equal((await c1.event("pubmsg")).text, "hi a2");
+    await a2b.ok(`/pubmsg ${ch} I moved`);
+    for (const x of [b1, c1]) {
+      const e = await x.event("pubmsg");
+      assert.deepEqual([e.from, e.text], [a2.id, "I moved"]);
+    }
+    const resumedId = a2.id;
+
+    // a1 never resumes: after the grace (from detection) each remaining member gets
+    // exactly one quit, although two nodes sweep.
+    const deadline = tKill + DEAD_MAX + GRACE + SLACK - Date.now();
+    const first = await b1.event("quit", { timeout: Math.max(deadline, 1000) });
+    const tQuit = Date.now();
+    assert.ok(
+      tQuit - tKill >= GRACE,
+      `quit ${tQuit - tKill} ms after the kill: the peer did not get its full grace`,
+    );
+    await delay(1000); // both survivors sweep at least twice more
+    const quits = new Map<string, Msg[]>([
+      ["b1", [first, ...take(b1, "quit")]],
+      ["c1", take(c1, "quit")],
+      ["a2b", take(a2b, "quit")],
+    ]);
+    for (const [name, got] of quits) {
+      assert.deepEqual(
+        got.map((q) => ({ channel: q.channel, peer: q.peer, reason: q.reason })),
+        [{ channel: ch, peer: a1.id, reason: "disconnect" }],
+        `${name}: exactly one quit, for the peer that did not resume`,
+      );
+      assert.equal(got.some((q) => q.peer === resumedId), false);
+    }
+    await b1.fail(`/whois ${a1.id}`, 401);
+    const p = await c1.ok(`/peers ${ch}`);
+    assert.deepEqual(
+      p.peers.map((e: Msg) => [e.id, e.online]),
+      [[a2.id, true], [b1.id, true], [c1.id, true]],
+    );
+    const pb = await b1.ok(`/peers ${ch}`);
+    assert.deepEqual(pb, p);
+    // The resumed peer is reachable by privmsg from the third node.
+    await c1.ok(`/privmsg ${a2.id} still there?`);
+    assert.equal((await a2b.event("privmsg")).from, c1.id);
+  },
 );
