@@ -8,6 +8,7 @@
  * store is asynchronous: each session queues its frames while a command awaits.
  */
 import {
+  CloseCodes,
   type Code,
   type CodeName,
   codeName,
@@ -160,7 +161,7 @@ export class Session {
     if (this.gone) return;
     if (!this.#busy) return this.#step(frame);
     this.#queue ??= [];
-    if (this.#queue.length >= MAX_QUEUE) return this.#hub.drop(this, 4003, "flood");
+    if (this.#queue.length >= MAX_QUEUE) return this.#hub.drop(this, CloseCodes.FLOOD, "flood");
     this.#queue.push(frame);
   }
 
@@ -255,13 +256,15 @@ export class Hub {
   connect(conn: Connection): Session {
     const s = new Session(this, conn);
     if (this.#closing) {
-      conn.close(1001, "server shutting down");
+      conn.close(CloseCodes.GOING_AWAY, "server shutting down");
       s.gone = true;
       return s;
     }
     this.#sessions.add(s);
     s.handshake = setTimeout(() => {
-      if (s.id === null) this.drop(s, 4001, "no descp before the handshake timeout");
+      if (s.id === null) {
+        this.drop(s, CloseCodes.NOT_DESCRIBED, "no descp before the handshake timeout");
+      }
     }, this.#o.handshakeMs);
     return s;
   }
@@ -318,13 +321,13 @@ export class Hub {
     const c = parsed.command;
     this.metrics.count(this.metrics.messagesIn, c.cmd);
     if (s.id === null && c.cmd !== "descp") {
-      s.closeAfterReply = [4001, "descp must come first"];
+      s.closeAfterReply = [CloseCodes.NOT_DESCRIBED, "descp must come first"];
       return this.#error(s, c.cmd, Codes.ERR_NOTREGISTERED, "Describe yourself with /descp first");
     }
     if (this.#o.rate > 0) {
       const wait = this.#limit(s, c.cmd, now);
       if (wait > 0) {
-        if (s.flood!.reject(now)) s.closeAfterReply = [4003, "flood"];
+        if (s.flood!.reject(now)) s.closeAfterReply = [CloseCodes.FLOOD, "flood"];
         return this.#error(s, c.cmd, Codes.RPL_TRYAGAIN, `Rate limited: retry in ${wait} ms`, wait);
       }
     }
@@ -347,11 +350,14 @@ export class Hub {
     if (this.#closing) return;
     this.#closing = true;
     clearInterval(this.#sweeper);
-    const notice = this.#event("notice", { text: "server shutting down", code: 1001 });
+    const notice = this.#event("notice", {
+      text: "server shutting down",
+      code: CloseCodes.GOING_AWAY,
+    });
     const releases: Promise<void>[] = [];
     for (const s of [...this.#sessions]) {
       this.#send(s, notice);
-      s.conn.close(1001, "server shutting down");
+      s.conn.close(CloseCodes.GOING_AWAY, "server shutting down");
       s.gone = true;
       clearTimeout(s.handshake);
       if (s.id !== null && !s.replaced) {
@@ -375,7 +381,7 @@ export class Hub {
     for (const s of [...this.#peers.values()]) {
       s.replaced = true;
       this.#forget(s);
-      this.drop(s, 1001, reason);
+      this.drop(s, CloseCodes.GOING_AWAY, reason);
     }
   }
 
@@ -470,7 +476,7 @@ export class Hub {
 
   #checkBuffered(s: Session): void {
     if (s.conn.bufferedAmount > this.#o.maxBuffered) {
-      this.drop(s, 4008, "too slow: messages not read");
+      this.drop(s, CloseCodes.TOO_SLOW, "too slow: messages not read");
     }
   }
 
@@ -569,7 +575,7 @@ export class Hub {
   #replace(s: Session): void {
     s.replaced = true;
     this.#forget(s);
-    this.drop(s, 4002, "replaced by a newer session");
+    this.drop(s, CloseCodes.REPLACED, "replaced by a newer session");
   }
 
   /** Quits peers whose grace ended, once for the whole cluster. */
@@ -583,7 +589,7 @@ export class Hub {
         if (stale !== undefined) {
           stale.replaced = true;
           this.#forget(stale);
-          this.drop(stale, 1001, "session expired");
+          this.drop(stale, CloseCodes.GOING_AWAY, "session expired");
         }
         for (const t of gone.channels) {
           if (t.total + 1 > this.#o.presenceLimit) continue;
@@ -634,7 +640,7 @@ export class Hub {
     if (this.#auth !== undefined) {
       const claims = await this.#auth(d.token, d.id);
       if (claims === null) {
-        s.closeAfterReply = [4001, "invalid token"];
+        s.closeAfterReply = [CloseCodes.NOT_DESCRIBED, "invalid token"];
         refuse(Codes.ERR_ERRONEUSNICKNAME, "token is missing, invalid or not for this id");
       }
       admin ||= claims.admin;
