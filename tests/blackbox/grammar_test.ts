@@ -1,6 +1,15 @@
 /** The command grammar: garbage frames, argument errors, error priority, reply order. */
 import assert from "node:assert/strict";
-import { bbtest, connect, group, newChannel, newId, peer, sharedServer } from "../harness.ts";
+import {
+  bbtest,
+  connect,
+  group,
+  newChannel,
+  newId,
+  peer,
+  sharedServer,
+  startServer,
+} from "../harness.ts";
 
 const server = await sharedServer();
 
@@ -202,3 +211,27 @@ bbtest(
     assert.equal(replies[50].data.channel, ch);
   },
 );
+
+bbtest(
+  "error priority: 401 beats 442 (/invite of an unknown peer by a peer in no channel)",
+  async (rt) => {
+    await using a = await peer(server(rt).url);
+    await a.fail(`/invite ${newId()}`, 401);
+  },
+);
+
+bbtest("error priority: 475 beats 405, 263 beats 403", async (rt) => {
+  await using s = await startServer({
+    runtime: rt,
+    args: ["--max-channels", "1", "--rate", "1", "--burst", "1"],
+  });
+  await using a = await peer(s.url);
+  await using b = await peer(s.url);
+  const keyed = newChannel();
+  await a.ok(`/join ${keyed} k`);
+  await b.ok(`/join ${newChannel()}`); // b is at its channel limit
+  await b.fail(`/join ${keyed} wrong`, 475); // key before channel limit
+  await b.fail(`/join ${keyed} k`, 405);
+  await b.fail(`/pubmsg ${newChannel()} x`, 403); // spends the one message token
+  await b.fail(`/pubmsg ${newChannel()} x`, 263); // rate before existence
+});

@@ -114,3 +114,13 @@ bbtest(
     await s[Symbol.asyncDispose]();
   },
 );
+
+bbtest("SIGINT shuts down like SIGTERM: notice, close 1001, exit 0", async (rt) => {
+  const s = await startServer({ runtime: rt });
+  await using a = await peer(s.url);
+  Deno.kill(s.pid, "SIGINT");
+  const closed = await within(a.closed, 5000, "close");
+  assert.equal(closed.code, 1001);
+  assert.equal(a.log.filter((x) => x.type === "notice").length, 1);
+  assert.equal(await s.stop(), 0);
+});
