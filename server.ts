@@ -14,7 +14,8 @@ import pkg from "./package.json" with { type: "json" };
 import { newId } from "./protocol/mod.ts";
 import { iceServers, jwtAuth } from "./server/auth.ts";
 import { type Config, ConfigError, parseConfig, usage } from "./server/config.ts";
-import { Hub } from "./server/hub.ts";
+import { slash } from "./server/frontends/slash.ts";
+import { Hub } from "./server/hub/mod.ts";
 import { createLogger } from "./server/log.ts";
 import { MemoryStore } from "./server/store/memory.ts";
 import type { Bus } from "./server/bus.ts";
@@ -104,7 +105,7 @@ const runtime = "Bun" in globalThis ? "bun" : "deno";
 const adapter = runtime === "bun"
   ? await import("./server/bun.ts")
   : await import("./server/deno.ts");
-const listener: Listener = await adapter.serve(hub, serveOptions);
+const listener: Listener = await adapter.serve(hub, [slash], serveOptions);
 
 const scheme = config.cert === undefined ? "ws" : "wss";
 console.log(`signaller listening on ${scheme}://${listener.host}:${listener.port}/`);

@@ -6,6 +6,7 @@
  */
 import { type Code, Codes } from "./codes.ts";
 import { isChannelId, isPeerId } from "./ids.ts";
+import { MAX_KEY, MAX_META, MAX_NAME } from "./limits.ts";
 
 /** Every command name, lowercase. */
 export const COMMANDS = [
@@ -26,13 +27,6 @@ export const COMMANDS = [
 
 /** A command name, lowercase. */
 export type CommandName = typeof COMMANDS[number];
-
-/** Longest channel key, in characters. */
-export const MAX_KEY = 128;
-/** Longest peer name, in Unicode code points. */
-export const MAX_NAME = 64;
-/** Largest `meta` of a description, in bytes of JSON. */
-export const MAX_META = 4096;
 
 /** A peer's self-description, the argument of `/descp`, validated. */
 export interface Description {
@@ -59,6 +53,9 @@ export type Command =
   | { cmd: "kick"; peer: string; channel?: string; text?: string }
   | { cmd: "ban" | "unban"; peer: string; channel?: string };
 
+/** The arguments of command `C`, as parsed. */
+export type CommandArgs<C extends CommandName> = Omit<Command & { cmd: C }, "cmd">;
+
 /** Why a frame is not a valid command: the code and message of its error reply. */
 export interface ParseError {
   cmd: CommandName | null;
@@ -70,6 +67,7 @@ export interface ParseError {
 export type ParseResult = { ok: true; command: Command } | { ok: false; error: ParseError };
 
 const NAMES = new Set<string>(COMMANDS);
+const LONGEST_COMMAND = Math.max(...COMMANDS.map((c) => c.length));
 const ALPHA = /^[A-Za-z]+$/;
 
 /** Thrown inside the parser only; turned into a {@linkcode ParseError}. */
@@ -312,14 +310,11 @@ export function parseCommand(frame: string): ParseResult {
   if (frame.charCodeAt(0) !== 47 /* "/" */) {
     return fail(null, Codes.ERR_UNKNOWNCOMMAND, "A command starts with /");
   }
-  let end = frame.indexOf(" ");
-  if (end < 0) end = frame.length;
-  const word = frame.slice(1, end);
-  const name = word.toLowerCase();
-  if (!ALPHA.test(word) || !NAMES.has(name)) {
-    return fail(null, Codes.ERR_UNKNOWNCOMMAND, `Unknown command: ${clip(word)}`);
+  const end = wordEnd(frame);
+  const cmd = commandName(frame);
+  if (cmd === null) {
+    return fail(null, Codes.ERR_UNKNOWNCOMMAND, `Unknown command: ${clip(frame.slice(1, end))}`);
   }
-  const cmd = name as CommandName;
   const r = new Reader(frame, end);
   try {
     const command = parseArgs(cmd, r);
@@ -332,6 +327,24 @@ export function parseCommand(frame: string): ParseResult {
     PRECEDENCE.indexOf(b.code) < PRECEDENCE.indexOf(a.code) ? b : a
   );
   return fail(cmd, worst.code, worst.message);
+}
+
+/**
+ * The command a frame names, lowercase, or null when it names none: what an
+ * error reply's `cmd` says, also for frames too large to parse.
+ */
+export function commandName(frame: string): CommandName | null {
+  if (frame.charCodeAt(0) !== 47 /* "/" */) return null;
+  // A command word is short: never look further into a huge frame than that.
+  const word = frame.slice(1, Math.min(wordEnd(frame), LONGEST_COMMAND + 2));
+  const name = word.toLowerCase();
+  return ALPHA.test(word) && NAMES.has(name) ? name as CommandName : null;
+}
+
+/** Where the command word ends: the first space, or the end of the frame. */
+function wordEnd(frame: string): number {
+  const end = frame.indexOf(" ");
+  return end < 0 ? frame.length : end;
 }
 
 function fail(cmd: CommandName | null, code: Code, message: string): ParseResult {

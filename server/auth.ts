@@ -1,6 +1,6 @@
 /** Signed peer tokens (JWT, HS256) and short-lived TURN credentials. */
 import { jwtVerify } from "jose";
-import type { IceServer } from "./hub.ts";
+import type { IceServer } from "./hub/mod.ts";
 
 const encoder = new TextEncoder();
 

@@ -4,13 +4,14 @@
  * `publish` serializes and frames an event once for every subscriber.
  */
 import { Batched, flushBatches } from "./batch.ts";
-import type { Connection, Hub, Session } from "./hub.ts";
+import { type Frontend, route, type SocketHandler } from "./frontends/frontend.ts";
+import type { Connection, Hub } from "./hub/mod.ts";
 import { handleHttp, originAllowed } from "./http.ts";
 import type { Listener, ServeOptions } from "./serve.ts";
 
 /** The parts of Bun's `ServerWebSocket` the adapter uses. */
 interface BunSocket {
-  data: { remote: string; session?: Session; conn?: BunConnection };
+  data: { remote: string; url: URL; frontend: Frontend; handler?: SocketHandler };
   send(text: string): number;
   publish(topic: string, text: string): number;
   subscribe(topic: string): void;
@@ -55,8 +56,12 @@ class BunConnection extends Batched implements Connection {
   }
 }
 
-/** Serves the hub on Bun. */
-export function serve(hub: Hub, o: ServeOptions): Promise<Listener> {
+/** Serves the hub's front-ends on Bun. */
+export function serve(
+  hub: Hub,
+  frontends: readonly Frontend[],
+  o: ServeOptions,
+): Promise<Listener> {
   const server = Bun.serve({
     port: o.port,
     hostname: o.host,
@@ -66,8 +71,11 @@ export function serve(hub: Hub, o: ServeOptions): Promise<Listener> {
       if (!originAllowed(req.headers.get("origin"), o.allowOrigin)) {
         return new Response("origin not allowed\n", { status: 403 });
       }
+      const url = new URL(req.url);
+      const frontend = route(frontends, url);
+      if (frontend === undefined) return new Response("not found\n", { status: 404 });
       const remote = srv.requestIP(req)?.address ?? "";
-      if (srv.upgrade(req, { data: { remote } })) return undefined;
+      if (srv.upgrade(req, { data: { remote, url, frontend } })) return undefined;
       return new Response("WebSocket upgrade failed\n", { status: 400 });
     },
     websocket: {
@@ -80,21 +88,21 @@ export function serve(hub: Hub, o: ServeOptions): Promise<Listener> {
       sendPings: true,
       publishToSelf: false,
       open(ws: BunSocket) {
-        const conn = new BunConnection(ws, ws.data.remote);
-        ws.data.conn = conn;
-        ws.data.session = hub.connect(conn);
+        const { frontend, remote, url } = ws.data;
+        ws.data.handler = frontend.open(hub, new BunConnection(ws, remote), url);
       },
       message(ws: BunSocket, message: string | Uint8Array) {
-        if (typeof message === "string") ws.data.session!.receive(message);
-        else ws.data.session!.receiveBinary();
+        if (typeof message === "string") ws.data.handler!.text(message);
+        else ws.data.handler!.binary(message);
       },
       close(ws: BunSocket) {
-        ws.data.session?.closed();
+        ws.data.handler?.closed();
       },
     },
   });
   // Set before the first socket opens: the handlers above run on a later turn.
   hub.useFanout({
+    accepts: (conn) => conn instanceof BunConnection,
     subscribe: (conn, topic) => (conn as BunConnection).ws.subscribe(topic),
     unsubscribe: (conn, topic) => (conn as BunConnection).ws.unsubscribe(topic),
     publish: (topic, text, except) => {

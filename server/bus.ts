@@ -8,10 +8,14 @@
  * `all` (broadcasts and presence that spans channels).
  */
 
+import type { EventType } from "../protocol/mod.ts";
+
 /** What travels between nodes. */
 export interface Envelope {
   /** A serialized event (one JSON object) to deliver. */
   text?: string;
+  /** The event's type (for metrics on the receiving node). */
+  type?: EventType;
   /** A peer id not to deliver to (the sender). */
   except?: string;
   /** On `all`: deliver only to local members of these channels, each once. */

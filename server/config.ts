@@ -246,3 +246,6 @@ export function usage(): string {
   lines.push("  --help                  print this text");
   return lines.join("\n");
 }
+
+/** Every option's default, resolved from {@linkcode OPTIONS}: the one place defaults are written. */
+export const DEFAULTS: Readonly<Config> = parseConfig([], {});

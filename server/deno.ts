@@ -4,7 +4,8 @@
  * event loop leave as one frame (newline-delimited JSON).
  */
 import { Batched } from "./batch.ts";
-import type { Connection, Hub } from "./hub.ts";
+import { type Frontend, route } from "./frontends/frontend.ts";
+import type { Connection, Hub } from "./hub/mod.ts";
 import { handleHttp, originAllowed } from "./http.ts";
 import type { Listener, ServeOptions } from "./serve.ts";
 
@@ -46,8 +47,12 @@ class DenoConnection extends Batched implements Connection {
   }
 }
 
-/** Serves the hub on Deno. */
-export function serve(hub: Hub, o: ServeOptions): Promise<Listener> {
+/** Serves the hub's front-ends on Deno. */
+export function serve(
+  hub: Hub,
+  frontends: readonly Frontend[],
+  o: ServeOptions,
+): Promise<Listener> {
   return new Promise((resolve) => {
     const server = Deno.serve({
       port: o.port,
@@ -61,13 +66,19 @@ export function serve(hub: Hub, o: ServeOptions): Promise<Listener> {
       if (!originAllowed(req.headers.get("origin"), o.allowOrigin)) {
         return new Response("origin not allowed\n", { status: 403 });
       }
+      const url = new URL(req.url);
+      const frontend = route(frontends, url);
+      if (frontend === undefined) return new Response("not found\n", { status: 404 });
       const remote = (info.remoteAddr as Deno.NetAddr).hostname;
       const { socket, response } = Deno.upgradeWebSocket(req);
+      socket.binaryType = "arraybuffer";
       socket.onopen = () => {
-        const session = hub.connect(new DenoConnection(socket, remote));
+        const handler = frontend.open(hub, new DenoConnection(socket, remote), url);
         socket.onmessage = (e) =>
-          typeof e.data === "string" ? session.receive(e.data) : session.receiveBinary();
-        socket.onclose = () => session.closed();
+          typeof e.data === "string"
+            ? handler.text(e.data)
+            : handler.binary(new Uint8Array(e.data as ArrayBuffer));
+        socket.onclose = () => handler.closed();
         socket.onerror = () => {};
       };
       return response;

@@ -1,5 +1,5 @@
 /** The HTTP routes next to the socket: health, metrics, the page at `/`. */
-import type { Hub } from "./hub.ts";
+import type { Hub } from "./hub/mod.ts";
 
 /** Answers a plain HTTP request (anything but a WebSocket upgrade). */
 export async function handleHttp(req: Request, hub: Hub): Promise<Response> {

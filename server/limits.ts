@@ -47,3 +47,30 @@ export class FloodMeter {
     return t.length > this.#limit;
   }
 }
+
+/**
+ * One peer's rate limits: every command against `5 × rate`, messages also
+ * against `rate`, and rejections counted for the flood close.
+ */
+export class PeerRate {
+  #commands: TokenBucket;
+  #messages: TokenBucket;
+  #flood: FloodMeter;
+
+  constructor(rate: number, burst: number, now: number) {
+    this.#commands = new TokenBucket(rate * 5, burst * 5, now);
+    this.#messages = new TokenBucket(rate, burst, now);
+    this.#flood = new FloodMeter(rate * 10);
+  }
+
+  /** Takes a token for a command: 0 when allowed, else the ms to wait. */
+  take(message: boolean, now: number): number {
+    const wait = this.#commands.take(now);
+    return wait > 0 || !message ? wait : this.#messages.take(now);
+  }
+
+  /** Records a rejection; true when the peer is flooding. */
+  rejected(now: number): boolean {
+    return this.#flood.reject(now);
+  }
+}

@@ -1,14 +1,11 @@
 /** Unit tests of the hub with fake connections: no sockets, no server. */
 import assert from "node:assert/strict";
-import { Codes, newChannelId, newId } from "../../protocol/mod.ts";
-import {
-  type Connection,
-  Hub,
-  type HubOptions,
-  MAX_QUEUE,
-  sameText,
-  type Session,
-} from "../../server/hub.ts";
+import { Codes, MAX_QUEUED_FRAMES as MAX_QUEUE, newChannelId, newId } from "../../protocol/mod.ts";
+
+import type { SocketHandler } from "../../server/frontends/frontend.ts";
+import { slash } from "../../server/frontends/slash.ts";
+import { type Connection, Hub, type HubOptions } from "../../server/hub/mod.ts";
+import { sameSecret as sameText } from "../../server/secrets.ts";
 import { MemoryStore } from "../../server/store/memory.ts";
 import type { Store } from "../../server/store/store.ts";
 
@@ -18,7 +15,7 @@ class FakeConnection implements Connection {
   closedWith?: [number, string];
   bufferedAmount = 0;
   remoteAddress = "127.0.0.1";
-  session!: Session;
+  session!: SocketHandler;
   send(text: string): void {
     this.frames.push(text);
   }
@@ -46,11 +43,11 @@ function setup(o: Partial<HubOptions> = {}) {
   const hub = new Hub({ store, now: () => now, sweepMs: 10, ...o });
   const open = () => {
     const c = new FakeConnection();
-    c.session = hub.connect(c);
+    c.session = slash.open(hub, c, new URL("ws://localhost/"));
     return c;
   };
   const say = async (c: FakeConnection, ...frames: string[]) => {
-    for (const f of frames) c.session.receive(f);
+    for (const f of frames) c.session.text(f);
     for (let i = 0; i < 5; i++) await tick();
   };
   const peer = async (name = "p") => {
@@ -113,7 +110,7 @@ Deno.test("hub: replies leave in command order when the store answers out of ord
     expect.push(["pubmsg", "whois", "peers", "away", null][pick] as string);
   }
   c.frames = [];
-  for (const f of frames) c.session.receive(f);
+  for (const f of frames) c.session.text(f);
   await new Promise((r) => setTimeout(r, 600));
   assert.deepEqual(c.replies().map((r) => r.cmd), expect);
 });
@@ -212,8 +209,8 @@ Deno.test("hub: frames queued behind a slow command are bounded", async () => {
   const store = slowStore(new MemoryStore(limits), () => 50);
   await using t = setup({ store, rate: 0 });
   const c = t.open();
-  c.session.receive(`/descp {"id":"${newId()}","name":"x"}`);
-  for (let i = 0; i <= MAX_QUEUE; i++) c.session.receive("/away");
+  c.session.text(`/descp {"id":"${newId()}","name":"x"}`);
+  for (let i = 0; i <= MAX_QUEUE; i++) c.session.text("/away");
   assert.equal(c.closedWith?.[0], 4003);
 });
 
@@ -240,7 +237,7 @@ Deno.test("hub: a takeover whose new socket drops mid-claim still closes the old
   const a = await t.peer("a");
   delay = 20;
   const b = t.open();
-  b.session.receive(`/descp {"id":"${a.id}","name":"a2","resume":"${a.resume}"}`);
+  b.session.text(`/descp {"id":"${a.id}","name":"a2","resume":"${a.resume}"}`);
   b.session.closed();
   await new Promise((r) => setTimeout(r, 150));
   assert.equal(a.c.closedWith?.[0], 4002, "one live session per id");

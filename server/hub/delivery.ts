@@ -1,0 +1,237 @@
+/**
+ * Delivery: who is connected here and in which channels, and how an event
+ * reaches them — the runtime's native topic fan-out where the socket allows
+ * it, a send per socket otherwise, and the bus for the members on other nodes.
+ * Every send checks the slow-consumer limit (close 4008).
+ */
+import { CloseCodes } from "../../protocol/mod.ts";
+import type { Bus, Envelope } from "../bus.ts";
+import type { Metrics } from "../metrics.ts";
+import type { Outbound } from "./events.ts";
+import type { Connection, Session } from "./session.ts";
+
+/**
+ * A runtime's native topic fan-out (Bun's `publish`). The core still knows
+ * who is where; the runtime only sends, and only to sockets it `accepts`
+ * (its own, not a front-end's translating wrapper).
+ */
+export interface Fanout {
+  /** Whether `conn` is one of the runtime's own sockets. */
+  accepts(conn: Connection): boolean;
+  subscribe(conn: Connection, topic: string): void;
+  unsubscribe(conn: Connection, topic: string): void;
+  /** Sends `text` to every subscriber of `topic` but `except`; true when one is backed up. */
+  publish(topic: string, text: string, except?: Connection): boolean;
+}
+
+/** The local members of one channel. */
+interface Members {
+  readonly all: Set<Session>;
+  /** With a native fan-out: members it cannot reach, sent to one by one. */
+  direct?: Set<Session>;
+}
+
+/** What delivery needs from the rest of the core. */
+export interface DeliveryOptions {
+  bus: Bus;
+  metrics: Metrics;
+  /** Bytes queued to one client before it is closed 4008. */
+  maxBuffered: number;
+  /** Closes a session from the server side (slow consumers). */
+  drop(s: Session, code: number, reason: string): void;
+}
+
+/** Who is local where, and the ways to reach them. */
+export class Delivery {
+  /** Every open socket. */
+  readonly sessions: Set<Session> = new Set();
+  /** Live described sessions on this node, by peer id. */
+  readonly peers: Map<string, Session> = new Map();
+  readonly #local = new Map<string, Members>();
+  readonly #o: DeliveryOptions;
+  #fanout?: Fanout;
+
+  constructor(options: DeliveryOptions) {
+    this.#o = options;
+  }
+
+  /** Channels with a member here. */
+  get channels(): number {
+    return this.#local.size;
+  }
+
+  /** Hands channel fan-out to the runtime (before the first socket opens). */
+  useFanout(fanout: Fanout): void {
+    this.#fanout = fanout;
+  }
+
+  // ---- who is where ------------------------------------------------------------
+
+  /** `s` now holds its peer on this node: deliveries to the id reach it. */
+  bind(s: Session): void {
+    this.peers.set(s.id!, s);
+    this.#o.bus.subscribe("p:" + s.id);
+  }
+
+  /** Removes a session from the local indexes (its peer stays in the store). */
+  forget(s: Session): void {
+    for (const c of [...s.channels]) this.leaveLocal(s, c);
+    if (this.peers.get(s.id!) === s) {
+      this.peers.delete(s.id!);
+      this.#o.bus.unsubscribe("p:" + s.id);
+    }
+  }
+
+  /** `s` is a member of `channel` here. */
+  joinLocal(s: Session, channel: string): void {
+    if (s.gone) return;
+    s.channels.add(channel);
+    let members = this.#local.get(channel);
+    if (members === undefined) {
+      members = { all: new Set() };
+      this.#local.set(channel, members);
+      this.#o.bus.subscribe("c:" + channel);
+    }
+    members.all.add(s);
+    if (this.#fanout === undefined) return;
+    if (this.#fanout.accepts(s.conn)) this.#fanout.subscribe(s.conn, "c:" + channel);
+    else (members.direct ??= new Set()).add(s);
+  }
+
+  /** `s` is no longer a member of `channel` here. */
+  leaveLocal(s: Session, channel: string): void {
+    s.channels.delete(channel);
+    const members = this.#local.get(channel);
+    if (members === undefined || !members.all.delete(s)) return;
+    members.direct?.delete(s);
+    if (!s.gone && this.#fanout?.accepts(s.conn)) this.#fanout.unsubscribe(s.conn, "c:" + channel);
+    if (members.all.size > 0) return;
+    this.#local.delete(channel);
+    this.#o.bus.unsubscribe("c:" + channel);
+  }
+
+  // ---- sending -------------------------------------------------------------------
+
+  /** One frame to one socket. */
+  send(s: Session, text: string): void {
+    if (s.gone) return;
+    s.conn.send(text);
+    this.#checkBuffered(s);
+  }
+
+  /** To one peer, wherever it is connected. */
+  toPeer(id: string, out: Outbound): void {
+    const s = this.peers.get(id);
+    if (s !== undefined) {
+      this.send(s, out.text);
+      this.#o.metrics.count(this.#o.metrics.messagesOut, out.type);
+    } else this.#o.bus.publish("p:" + id, { type: out.type, text: out.text });
+  }
+
+  /** To every member of `channel` on every node, but `except`; `drop` leaves with it. */
+  toChannel(channel: string, out: Outbound, except?: string, drop?: string): void {
+    this.#inChannel(channel, out, except, drop);
+    const env: Envelope = { type: out.type, text: out.text };
+    if (except !== undefined) env.except = except;
+    if (drop !== undefined) env.drop = drop;
+    this.#o.bus.publish("c:" + channel, env);
+  }
+
+  /** To the members of several channels on every node, each once, but `except`. */
+  toChannels(channels: string[], out: Outbound, except: string): void {
+    this.#inChannels(channels, out, except);
+    this.#o.bus.publish("all", { type: out.type, text: out.text, channels, except });
+  }
+
+  /** To every described peer on every node, but `except`. */
+  toAll(out: Outbound, except: string): void {
+    this.#toAllHere(out, except);
+    this.#o.bus.publish("all", { type: out.type, text: out.text, except });
+  }
+
+  /**
+   * An envelope from another node, on a topic this node subscribed to.
+   * `replaced` closes a local session taken over elsewhere.
+   */
+  fromBus(topic: string, env: Envelope, replaced: (s: Session) => void): void {
+    const kind = topic[0];
+    const rest = topic.slice(2);
+    const out = env.text === undefined ? undefined : { type: env.type ?? "notice", text: env.text };
+    if (kind === "c") return this.#inChannel(rest, out, env.except, env.drop);
+    if (kind === "p") {
+      const s = this.peers.get(rest);
+      if (s === undefined) return;
+      if (env.replace !== undefined) {
+        if (s.nonce === env.replace) replaced(s);
+      } else if (out !== undefined) this.toPeer(rest, out);
+      return;
+    }
+    if (out === undefined) return;
+    if (env.channels !== undefined) this.#inChannels(env.channels, out, env.except);
+    else this.#toAllHere(out, env.except);
+  }
+
+  #inChannel(channel: string, out: Outbound | undefined, except?: string, drop?: string): void {
+    const members = this.#local.get(channel);
+    if (members !== undefined && out !== undefined) {
+      const t0 = performance.now();
+      const sent = this.#fanout === undefined
+        ? this.#each(members.all, out.text, except)
+        : this.#native(channel, members, out.text, except);
+      this.#o.metrics.fanout.observe(performance.now() - t0);
+      this.#o.metrics.count(this.#o.metrics.messagesOut, out.type, sent);
+    }
+    if (drop !== undefined) {
+      const s = this.peers.get(drop);
+      if (s !== undefined) this.leaveLocal(s, channel);
+    }
+  }
+
+  /** Sends to each of `members` but `except`; returns how many were sent to. */
+  #each(members: Iterable<Session>, text: string, except?: string): number {
+    let n = 0;
+    for (const s of members) {
+      if (s.id === except) continue;
+      this.send(s, text);
+      n++;
+    }
+    return n;
+  }
+
+  /** One native publish for the runtime's sockets, a send each for the others. */
+  #native(channel: string, members: Members, text: string, except?: string): number {
+    const sender = except === undefined ? undefined : this.peers.get(except);
+    const skip = sender !== undefined && members.all.has(sender) &&
+      members.direct?.has(sender) !== true;
+    const direct = members.direct === undefined ? 0 : this.#each(members.direct, text, except);
+    const native = members.all.size - (members.direct?.size ?? 0) - (skip ? 1 : 0);
+    if (native > 0 && this.#fanout!.publish("c:" + channel, text, skip ? sender.conn : undefined)) {
+      // Someone is backed up: find who is over the limit.
+      for (const s of members.all) this.#checkBuffered(s);
+    }
+    return direct + native;
+  }
+
+  #inChannels(channels: string[], out: Outbound, except?: string): void {
+    const seen = new Set<Session>();
+    for (const c of channels) {
+      for (const s of this.#local.get(c)?.all ?? []) {
+        if (s.id === except || seen.has(s)) continue;
+        seen.add(s);
+        this.send(s, out.text);
+      }
+    }
+    this.#o.metrics.count(this.#o.metrics.messagesOut, out.type, seen.size);
+  }
+
+  #toAllHere(out: Outbound, except?: string): void {
+    const n = this.#each(this.peers.values(), out.text, except);
+    this.#o.metrics.count(this.#o.metrics.messagesOut, out.type, n);
+  }
+
+  #checkBuffered(s: Session): void {
+    if (s.conn.bufferedAmount > this.#o.maxBuffered) {
+      this.#o.drop(s, CloseCodes.TOO_SLOW, "too slow: messages not read");
+    }
+  }
+}

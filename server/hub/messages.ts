@@ -1,0 +1,90 @@
+/**
+ * Messages (PROTOCOL.md, `/privmsg`, `/pubmsg`, `/broadcast`, `/away`): SDP
+ * and ICE to one peer, danmaku to a channel, an admin's word to everyone, and
+ * the away state shown to the peers who share a channel.
+ */
+import {
+  Codes,
+  type CommandArgs,
+  type EventOf,
+  newId,
+  type ReplyData,
+} from "../../protocol/mod.ts";
+import { type Context, refuse, type Result } from "./context.ts";
+import { encode } from "./events.ts";
+import type { Session } from "./session.ts";
+
+/**
+ * `/privmsg`: to one peer, wherever it is. No store round trip when the peer
+ * is on this node.
+ */
+export function privmsg(ctx: Context, s: Session, c: CommandArgs<"privmsg">): Result<"privmsg"> {
+  const id = newId(), ts = ctx.now();
+  const out = encode({ type: "privmsg", id, ts, from: s.id!, to: c.peer, text: c.text });
+  const reply = (away: boolean, message?: string): ReplyData<"privmsg"> =>
+    away ? { id, ts, away: message ?? "" } : { id, ts };
+  const target = ctx.delivery.peers.get(c.peer);
+  if (target !== undefined) {
+    ctx.delivery.toPeer(c.peer, out);
+    return reply(target.peer.away, target.peer.message);
+  }
+  return ctx.timed(ctx.store.presence(c.peer)).then((p) => {
+    if (p === null || !p.online) refuse(Codes.ERR_NOSUCHNICK, `No such peer online: ${c.peer}`);
+    ctx.needBus();
+    ctx.delivery.toPeer(c.peer, out);
+    return reply(p.away, p.message);
+  });
+}
+
+/**
+ * `/pubmsg`: to every member of the channel but the sender. No store round
+ * trip: this node knows its peers' memberships.
+ */
+export function pubmsg(ctx: Context, s: Session, c: CommandArgs<"pubmsg">): Result<"pubmsg"> {
+  if (s.channels.has(c.channel)) {
+    ctx.needBus();
+    const id = newId(), ts = ctx.now();
+    const out = encode({ type: "pubmsg", id, ts, from: s.id!, channel: c.channel, text: c.text });
+    ctx.delivery.toChannel(c.channel, out, s.id!);
+    return { id, ts };
+  }
+  return ctx.timed(ctx.store.getChannel(c.channel)).then((ch) =>
+    ch === null
+      ? refuse(Codes.ERR_NOSUCHCHANNEL, `No such channel ${c.channel}`)
+      : refuse(Codes.ERR_CANNOTSENDTOCHAN, `Cannot send to ${c.channel}: not a member`)
+  );
+}
+
+/** `/broadcast`: a server admin's text to every described peer on every node. */
+export async function broadcast(
+  ctx: Context,
+  s: Session,
+  c: CommandArgs<"broadcast">,
+): Promise<ReplyData<"broadcast">> {
+  ctx.needBus();
+  if (!s.peer.admin) refuse(Codes.ERR_NOPRIVILEGES, "Only server admins may broadcast");
+  const online = await ctx.timed(ctx.store.onlineCount());
+  const id = newId(), ts = ctx.now();
+  ctx.delivery.toAll(encode({ type: "broadcast", id, ts, from: s.id!, text: c.text }), s.id!);
+  return { id, ts, recipients: Math.max(0, online - 1) };
+}
+
+/** `/away`: sets, clears or toggles the away state; peers sharing a channel are told. */
+export async function away(
+  ctx: Context,
+  s: Session,
+  c: CommandArgs<"away">,
+): Promise<ReplyData<"away">> {
+  ctx.needBus();
+  const id = s.id!;
+  const r = await ctx.timed(ctx.store.setAway(id, c.text === undefined ? null : true, c.text));
+  s.peer.away = r.away;
+  s.peer.message = r.message;
+  const channels = r.channels.filter((t) => ctx.showsPresence(t.total)).map((t) => t.channel);
+  if (channels.length > 0) {
+    const event: EventOf<"away"> = { type: "away", ts: ctx.now(), peer: id, away: r.away };
+    if (r.message !== undefined) event.message = r.message;
+    ctx.delivery.toChannels(channels, encode(event), id);
+  }
+  return r.message === undefined ? { away: r.away } : { away: r.away, message: r.message };
+}

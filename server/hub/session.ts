@@ -1,0 +1,143 @@
+/**
+ * Sessions (PROTOCOL.md, "Replies: exactly one per command, in order"): one
+ * socket, the peer it speaks for once described, and the queue that keeps its
+ * replies in command order while a command awaits the store.
+ */
+import { newId } from "../../protocol/mod.ts";
+import type { PeerRate } from "../limits.ts";
+
+/** What the core needs of a socket. Adapters (and front-ends) implement it in a few lines. */
+export interface Connection {
+  /** Queues one text frame. Must not throw on a closed socket. */
+  send(text: string): void;
+  /** Closes the socket; its owner then reports the session closed. */
+  close(code: number, reason: string): void;
+  /** Bytes queued to the client and not yet sent. */
+  readonly bufferedAmount: number;
+  /** The client's address, for logs. */
+  readonly remoteAddress: string;
+}
+
+/** The peer a described session speaks for. */
+export interface Peer {
+  readonly id: string;
+  readonly name: string;
+  readonly admin: boolean;
+  /** The resume token handed to this session. */
+  readonly resume: string;
+  away: boolean;
+  message?: string;
+}
+
+/** One socket of the core: its peer once described, its memberships and limits. */
+export class Session {
+  readonly conn: Connection;
+  /** Identifies this socket's claim on the id across the cluster. */
+  readonly nonce: string = newId();
+  /** Channels the peer is in, as this node knows them. */
+  readonly channels: Set<string> = new Set();
+  /** Rate limits, created with the first limited command. */
+  rate?: PeerRate;
+  #peer?: Peer;
+  #gone = false;
+  #replaced = false;
+  #handshake?: ReturnType<typeof setTimeout>;
+
+  constructor(conn: Connection) {
+    this.conn = conn;
+  }
+
+  /** The peer id, once `/descp` succeeded. */
+  get id(): string | null {
+    return this.#peer?.id ?? null;
+  }
+
+  /** The described peer; only for sessions past `/descp`. */
+  get peer(): Peer {
+    return this.#peer!;
+  }
+
+  /** The socket closed (or is closing): deliver nothing more. */
+  get gone(): boolean {
+    return this.#gone;
+  }
+
+  /** Taken over or given up by the cluster: closing must not release the peer. */
+  get replaced(): boolean {
+    return this.#replaced;
+  }
+
+  /** Marks the socket closed; false when it already was. */
+  markGone(): boolean {
+    if (this.#gone) return false;
+    this.#gone = true;
+    clearTimeout(this.#handshake);
+    return true;
+  }
+
+  /** Marks the session as no longer holding its peer. */
+  markReplaced(): void {
+    this.#replaced = true;
+  }
+
+  /** Calls `expired` unless the session is described within `ms`. */
+  startHandshake(ms: number, expired: () => void): void {
+    this.#handshake = setTimeout(() => this.#peer === undefined && expired(), ms);
+  }
+
+  /** The session now speaks for `peer`. */
+  describe(peer: Peer): void {
+    clearTimeout(this.#handshake);
+    this.#handshake = undefined;
+    this.#peer = peer;
+  }
+}
+
+/**
+ * Runs items one at a time in arrival order: an item whose handler returns a
+ * promise holds back the ones behind it until it settles, fulfilled or not.
+ */
+export class Ordered<T> {
+  readonly #run: (item: T) => Promise<void> | undefined;
+  readonly #max: number;
+  /** Items waiting (allocated when first needed). */
+  #queue?: T[];
+  #busy = false;
+
+  /** `run` handles one item; at most `max` items wait behind a busy one. */
+  constructor(run: (item: T) => Promise<void> | undefined, max: number) {
+    this.#run = run;
+    this.#max = max;
+  }
+
+  /** Runs or queues `item`; false when the queue is full (nothing is queued). */
+  push(item: T): boolean {
+    if (!this.#busy) {
+      this.#step(item);
+      return true;
+    }
+    this.#queue ??= [];
+    if (this.#queue.length >= this.#max) return false;
+    this.#queue.push(item);
+    return true;
+  }
+
+  /** Forgets every waiting item. */
+  clear(): void {
+    this.#queue = undefined;
+  }
+
+  #step(item: T): void {
+    const pending = this.#run(item);
+    if (pending === undefined) return;
+    this.#busy = true;
+    const next = () => {
+      this.#busy = false;
+      while (!this.#busy && this.#queue !== undefined && this.#queue.length > 0) {
+        this.#step(this.#queue.shift()!);
+      }
+    };
+    // A rejected handler must not leave the queue busy for good.
+    pending.then(next, next);
+  }
+}
