@@ -40,7 +40,12 @@ const log = createLogger(config.log);
 const node = config.nodeId ?? (config.port === 0 ? newId() : `${hostname()}:${config.port}`);
 const generatedAdmin = config.adminToken === undefined;
 const adminToken = config.adminToken ?? crypto.randomUUID();
-const limits = { maxChannels: config.maxChannels, retentionMs: config.retentionMs };
+const limits = {
+  maxChannels: config.maxChannels,
+  retentionMs: config.retentionMs,
+  history: config.history,
+  historyTtlMs: config.historyTtlMs,
+};
 
 let store: Store = new MemoryStore(limits);
 let bus: Bus | undefined;

@@ -36,6 +36,14 @@ export interface Description {
   resume?: string;
   token?: string;
   admin?: string;
+  /** With `resume`: the positions the client has, to replay what it missed. */
+  since?: Since;
+}
+
+/** Stream positions a resuming client has: its inbox and channels. */
+export interface Since {
+  inbox?: { epoch: string; seq: number };
+  channels?: Record<string, { epoch: string; seq: number }>;
 }
 
 /** A parsed command frame. Ids are lowercase. */
@@ -199,7 +207,7 @@ export function parseDescription(json: string): Description {
     throw new Bad(Codes.ERR_ERRONEUSNICKNAME, "descp takes a JSON object");
   }
   // Rest destructuring copies own data properties: `__proto__` stays a key.
-  const { id, name, resume, token, admin, ...meta } = body as Record<string, unknown>;
+  const { id, name, resume, token, admin, since, ...meta } = body as Record<string, unknown>;
   // 417 (size) outranks 432 (syntax).
   if (typeof name === "string" && [...name].length > MAX_NAME) {
     throw new Bad(Codes.ERR_INPUTTOOLONG, `name is longer than ${MAX_NAME} characters`);
@@ -219,10 +227,37 @@ export function parseDescription(json: string): Description {
     }
   }
   const desc: Description = { id: id.toLowerCase(), name, meta };
+  if (since !== undefined) desc.since = parseSince(since);
   if (typeof resume === "string") desc.resume = resume;
   if (typeof token === "string") desc.token = token;
   if (typeof admin === "string") desc.admin = admin;
   return desc;
+}
+
+/** Validates the `since` field of `/descp`: positions by stream, channels lowercased. */
+function parseSince(v: unknown): Since {
+  const bad = () =>
+    new Bad(Codes.ERR_ERRONEUSNICKNAME, "since must be {inbox?, channels?} of {epoch, seq}");
+  const position = (p: unknown) => {
+    const { epoch, seq } = (p ?? {}) as Record<string, unknown>;
+    if (typeof epoch !== "string" || !Number.isSafeInteger(seq) || (seq as number) < 0) throw bad();
+    return { epoch, seq: seq as number };
+  };
+  if (typeof v !== "object" || v === null || Array.isArray(v)) throw bad();
+  const { inbox, channels } = v as Record<string, unknown>;
+  const out: Since = {};
+  if (inbox !== undefined) out.inbox = position(inbox);
+  if (channels !== undefined) {
+    if (typeof channels !== "object" || channels === null || Array.isArray(channels)) throw bad();
+    out.channels = {};
+    for (const [c, p] of Object.entries(channels)) {
+      if (!isChannelId(c)) {
+        throw new Bad(Codes.ERR_ERRONEUSNICKNAME, `Malformed channel: ${clip(c)}`);
+      }
+      out.channels[c.toLowerCase()] = position(p);
+    }
+  }
+  return out;
 }
 
 function parseArgs(cmd: CommandName, r: Reader): Command {

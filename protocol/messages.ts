@@ -24,6 +24,11 @@ export const PeerEntry = z.object({
 /** A peer as listed in `/join`, `/peers` and `/whois #channel`. */
 export type PeerEntry = z.infer<typeof PeerEntry>;
 
+/** A message stream's position: its epoch and the seq of its last message. */
+export const Position = z.object({ epoch: str, seq: num });
+/** A message stream's position. */
+export type Position = z.infer<typeof Position>;
+
 /** Success `data` of each command. */
 export const ReplyData = {
   descp: z.object({
@@ -37,6 +42,13 @@ export const ReplyData = {
       username: opt(str),
       credential: opt(str),
     }))),
+    /** The peer's inbox stream (absent when streams are off). */
+    inbox: opt(Position),
+    /** After a resume with `since`: which of the streams asked for were replayed. */
+    recovered: opt(z.object({
+      inbox: opt(bool),
+      channels: opt(z.record(str, bool)),
+    })),
   }),
   join: z.object({
     channel: str,
@@ -44,10 +56,12 @@ export const ReplyData = {
     op: bool,
     total: num,
     members: z.array(PeerEntry),
+    /** The channel's message stream (absent when streams are off). */
+    stream: opt(Position),
   }),
   quit: z.object({ channel: str }),
-  privmsg: z.object({ id: str, ts: num, away: opt(str) }),
-  pubmsg: z.object({ id: str, ts: num }),
+  privmsg: z.object({ id: str, ts: num, away: opt(str), queued: opt(bool) }),
+  pubmsg: z.object({ id: str, ts: num, seq: opt(num) }),
   broadcast: z.object({ id: str, ts: num, recipients: num }),
   whois: z.union([
     z.object({
@@ -107,8 +121,8 @@ const msg = { id: str, ts: num, from: str, text: str };
 
 /** Every event, by `type`. */
 export const Events = {
-  privmsg: z.object({ type: z.literal("privmsg"), ...msg, to: str }),
-  pubmsg: z.object({ type: z.literal("pubmsg"), ...msg, channel: str }),
+  privmsg: z.object({ type: z.literal("privmsg"), ...msg, to: str, seq: opt(num) }),
+  pubmsg: z.object({ type: z.literal("pubmsg"), ...msg, channel: str, seq: opt(num) }),
   broadcast: z.object({ type: z.literal("broadcast"), ...msg }),
   join: z.object({
     type: z.literal("join"),

@@ -16,6 +16,8 @@ export interface Envelope {
   text?: string;
   /** The event's type (for metrics on the receiving node). */
   type?: EventType;
+  /** A stream message's seq (to drop duplicates at the seam of a replay). */
+  seq?: number;
   /** A peer id not to deliver to (the sender). */
   except?: string;
   /** On `all`: deliver only to local members of these channels, each once. */

@@ -20,6 +20,8 @@ export interface Config {
   presenceLimit: number;
   maxBuffered: number;
   maxChannels: number;
+  history: number;
+  historyTtlMs: number;
   allowOrigin?: string[];
   stun?: string[];
   turn?: string[];
@@ -144,6 +146,20 @@ export const OPTIONS: Record<Exclude<keyof Config, "help">, Option> = {
     def: "100",
     kind: "int",
     help: "channels one peer may be in",
+  },
+  history: {
+    flag: "history",
+    env: "SIGNALLER_HISTORY",
+    def: "100",
+    kind: "int",
+    help: "messages kept per stream for recovery after a reconnect (0: streams off)",
+  },
+  historyTtlMs: {
+    flag: "history-ttl",
+    env: "SIGNALLER_HISTORY_TTL",
+    def: "300000",
+    kind: "int",
+    help: "how long a stream's history is kept after its last message",
   },
   allowOrigin: {
     flag: "allow-origin",

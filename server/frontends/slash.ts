@@ -136,7 +136,7 @@ class SlashSocket implements SocketHandler {
   }
 
   #reply(text: string): void {
-    this.#hub.send(this.#s, text);
+    this.#hub.reply(this.#s, text);
     const close = this.#closeAfterReply;
     if (close !== undefined) this.#hub.drop(this.#s, close.code, close.reason);
   }

@@ -41,7 +41,15 @@ export async function join(
     );
   }
   const members = await ctx.timed(ctx.store.members(c.channel, 0, PAGE_SIZE));
-  return { channel: c.channel, created: r.created, op: r.op, total: r.total, members };
+  const data: ReplyData<"join"> = {
+    channel: c.channel,
+    created: r.created,
+    op: r.op,
+    total: r.total,
+    members,
+  };
+  if (ctx.store.history > 0) data.stream = await ctx.timed(ctx.store.position(`c:${c.channel}`));
+  return data;
 }
 
 /** `/quit`: leaves a channel, tells the members who remain. */

@@ -82,7 +82,7 @@ export class Delivery {
     }
   }
 
-  /** `s` is a member of `channel` here. */
+  /** `s` is a member of `channel` here (sent to one by one while it holds events back). */
   joinLocal(s: Session, channel: string): void {
     if (s.gone) return;
     s.channels.add(channel);
@@ -94,7 +94,7 @@ export class Delivery {
     }
     members.all.add(s);
     if (this.#fanout === undefined) return;
-    if (this.#fanout.accepts(s.conn)) this.#fanout.subscribe(s.conn, "c:" + channel);
+    if (!s.holding && this.#fanout.accepts(s.conn)) this.#fanout.subscribe(s.conn, "c:" + channel);
     else (members.direct ??= new Set()).add(s);
   }
 
@@ -103,8 +103,9 @@ export class Delivery {
     s.channels.delete(channel);
     const members = this.#local.get(channel);
     if (members === undefined || !members.all.delete(s)) return;
-    members.direct?.delete(s);
-    if (!s.gone && this.#fanout?.accepts(s.conn)) this.#fanout.unsubscribe(s.conn, "c:" + channel);
+    if (members.direct?.delete(s) !== true && !s.gone && this.#fanout?.accepts(s.conn)) {
+      this.#fanout.unsubscribe(s.conn, "c:" + channel);
+    }
     if (members.all.size > 0) return;
     this.#local.delete(channel);
     this.#o.bus.unsubscribe("c:" + channel);
@@ -112,18 +113,46 @@ export class Delivery {
 
   // ---- sending -------------------------------------------------------------------
 
-  /** One frame to one socket. */
-  send(s: Session, text: string): void {
+  /** One frame to one socket now (a reply, a replay), even while it holds events back. */
+  write(s: Session, text: string): void {
     if (s.gone) return;
     s.conn.send(text);
     this.#checkBuffered(s);
+  }
+
+  /** One event to one socket, held back while it holds events; `stream`/`seq` of a message. */
+  send(s: Session, text: string, stream?: string, seq?: number): void {
+    if (s.holding) s.keep(seq === undefined ? { text } : { text, stream, seq });
+    else this.write(s, text);
+  }
+
+  /**
+   * Ends the hold of `s`: writes what was held, each stream message once (one
+   * whose seq is not above the last written for its stream is a duplicate of
+   * the replay), and hands its channels back to the native fan-out.
+   */
+  release(s: Session): void {
+    const last = new Map<string, number>();
+    for (const h of s.release()) {
+      if (h.stream !== undefined) {
+        if (h.seq! <= (last.get(h.stream) ?? -1)) continue;
+        last.set(h.stream, h.seq!);
+      }
+      this.write(s, h.text);
+    }
+    if (this.#fanout === undefined || !this.#fanout.accepts(s.conn)) return;
+    for (const channel of s.channels) {
+      if (this.#local.get(channel)?.direct?.delete(s)) {
+        this.#fanout.subscribe(s.conn, "c:" + channel);
+      }
+    }
   }
 
   /** To one peer, wherever it is connected. */
   toPeer(id: string, out: Outbound): void {
     const s = this.peers.get(id);
     if (s !== undefined) {
-      this.send(s, out.text);
+      this.send(s, out.text, "p:" + id, out.seq);
       this.#o.metrics.count(this.#o.metrics.messagesOut, out.type);
     } else this.#o.bus.publish("p:" + id, { type: out.type, text: out.text });
   }
@@ -132,6 +161,7 @@ export class Delivery {
   toChannel(channel: string, out: Outbound, except?: string, drop?: string): void {
     this.#inChannel(channel, out, except, drop);
     const env: Envelope = { type: out.type, text: out.text };
+    if (out.seq !== undefined) env.seq = out.seq;
     if (except !== undefined) env.except = except;
     if (drop !== undefined) env.drop = drop;
     this.#o.bus.publish("c:" + channel, env);
@@ -156,7 +186,9 @@ export class Delivery {
   fromBus(topic: string, env: Envelope, replaced: (s: Session) => void): void {
     const kind = topic[0];
     const rest = topic.slice(2);
-    const out = env.text === undefined ? undefined : { type: env.type ?? "notice", text: env.text };
+    const out: Outbound | undefined = env.text === undefined
+      ? undefined
+      : { type: env.type ?? "notice", text: env.text, seq: env.seq };
     if (kind === "c") return this.#inChannel(rest, out, env.except, env.drop);
     if (kind === "p") {
       const s = this.peers.get(rest);
@@ -176,8 +208,8 @@ export class Delivery {
     if (members !== undefined && out !== undefined) {
       const t0 = performance.now();
       const sent = this.#fanout === undefined
-        ? this.#each(members.all, out.text, except)
-        : this.#native(channel, members, out.text, except);
+        ? this.#each(members.all, out, except, "c:" + channel)
+        : this.#native(channel, members, out, except);
       this.#o.metrics.fanout.observe(performance.now() - t0);
       this.#o.metrics.count(this.#o.metrics.messagesOut, out.type, sent);
     }
@@ -188,24 +220,27 @@ export class Delivery {
   }
 
   /** Sends to each of `members` but `except`; returns how many were sent to. */
-  #each(members: Iterable<Session>, text: string, except?: string): number {
+  #each(members: Iterable<Session>, out: Outbound, except?: string, stream?: string): number {
     let n = 0;
     for (const s of members) {
       if (s.id === except) continue;
-      this.send(s, text);
+      this.send(s, out.text, stream, out.seq);
       n++;
     }
     return n;
   }
 
   /** One native publish for the runtime's sockets, a send each for the others. */
-  #native(channel: string, members: Members, text: string, except?: string): number {
+  #native(channel: string, members: Members, out: Outbound, except?: string): number {
     const sender = except === undefined ? undefined : this.peers.get(except);
     const skip = sender !== undefined && members.all.has(sender) &&
       members.direct?.has(sender) !== true;
-    const direct = members.direct === undefined ? 0 : this.#each(members.direct, text, except);
+    const direct = members.direct === undefined
+      ? 0
+      : this.#each(members.direct, out, except, "c:" + channel);
     const native = members.all.size - (members.direct?.size ?? 0) - (skip ? 1 : 0);
-    if (native > 0 && this.#fanout!.publish("c:" + channel, text, skip ? sender.conn : undefined)) {
+    const to = skip ? sender.conn : undefined;
+    if (native > 0 && this.#fanout!.publish("c:" + channel, out.text, to)) {
       // Someone is backed up: find who is over the limit.
       for (const s of members.all) this.#checkBuffered(s);
     }
@@ -225,7 +260,7 @@ export class Delivery {
   }
 
   #toAllHere(out: Outbound, except?: string): void {
-    const n = this.#each(this.peers.values(), out.text, except);
+    const n = this.#each(this.peers.values(), out, except);
     this.#o.metrics.count(this.#o.metrics.messagesOut, out.type, n);
   }
 

@@ -8,6 +8,17 @@ import type { EventOf, EventType } from "../../protocol/mod.ts";
 export interface Outbound {
   readonly type: EventType;
   readonly text: string;
+  /** The message's position in its stream, when it is a stream message. */
+  readonly seq?: number;
+}
+
+/**
+ * The JSON of a stream message without its closing brace: the stream appends
+ * `,"seq":N}` once it has numbered the message.
+ */
+export function head<T extends "pubmsg" | "privmsg">(event: EventOf<T> & { type: T }): string {
+  const text = JSON.stringify(event);
+  return text.slice(0, -1);
 }
 
 /** Serializes an event once, for every recipient. */

@@ -4,11 +4,18 @@
  * closing sessions, releasing a peer into its grace and quitting the peers
  * whose grace ended.
  */
-import { CloseCodes, Codes, type Description, type ReplyData } from "../../protocol/mod.ts";
+import {
+  CloseCodes,
+  Codes,
+  type Description,
+  type ReplyData,
+  type Since,
+} from "../../protocol/mod.ts";
+import type { Position, StreamName } from "../store/store.ts";
 import { randomToken, sameSecret, sha256 } from "../secrets.ts";
 import { type Context, refuse } from "./context.ts";
 import { encode } from "./events.ts";
-import type { Session } from "./session.ts";
+import type { Held, Session } from "./session.ts";
 
 /** `/descp`: claims the id (new, or resumed with its token) and describes the session. */
 export async function descp(ctx: Context, s: Session, d: Description): Promise<ReplyData<"descp">> {
@@ -61,6 +68,9 @@ export async function descp(ctx: Context, s: Session, d: Description): Promise<R
     await ctx.store.releasePeer(d.id, s.nonce, ctx.now() + o.graceMs);
     refuse(Codes.ERR_UNAVAILABLE, "closed");
   }
+  // A resume that asks for what it missed holds live events back until the replay is out.
+  const since = claimed.fresh ? undefined : d.since;
+  if (since !== undefined && ctx.store.history > 0) s.hold();
   s.describe({
     id: d.id,
     name: d.name,
@@ -73,7 +83,44 @@ export async function descp(ctx: Context, s: Session, d: Description): Promise<R
   ctx.delivery.bind(s);
   for (const c of claimed.channels) ctx.delivery.joinLocal(s, c);
   if (old !== undefined) evict(ctx, old, CloseCodes.REPLACED, "replaced by a newer session");
-  return described(ctx, s, d);
+  const data = await described(ctx, s, d);
+  if (ctx.store.history > 0) {
+    data.inbox = await ctx.timed(ctx.store.position(`p:${d.id}`));
+    if (d.since !== undefined) data.recovered = await recover(ctx, s, since ?? {}, d.since);
+  }
+  return data;
+}
+
+/**
+ * Puts the messages a resumed peer missed before the events held back: for
+ * each stream asked, true when every message after its position is in
+ * history (and replayed), false otherwise (nothing replayed).
+ */
+async function recover(
+  ctx: Context,
+  s: Session,
+  have: Since,
+  asked: Since,
+): Promise<NonNullable<ReplyData<"descp">["recovered"]>> {
+  const replay: Held[] = [];
+  const one = async (stream: StreamName, from: Position | undefined): Promise<boolean> => {
+    if (from === undefined) return false;
+    const texts = await ctx.timed(ctx.store.since(stream, from));
+    if (texts === null) return false;
+    texts.forEach((text, i) => replay.push({ text, stream, seq: from.seq + i + 1 }));
+    return true;
+  };
+  const recovered: NonNullable<ReplyData<"descp">["recovered"]> = {};
+  if (asked.inbox !== undefined) recovered.inbox = await one(`p:${s.id}`, have.inbox);
+  if (asked.channels !== undefined) {
+    recovered.channels = {};
+    for (const channel of Object.keys(asked.channels)) {
+      const from = s.channels.has(channel) ? have.channels?.[channel] : undefined;
+      recovered.channels[channel] = await one(`c:${channel}`, from);
+    }
+  }
+  if (s.holding) s.prepend(replay);
+  return recovered;
 }
 
 async function described(ctx: Context, s: Session, d: Description): Promise<ReplyData<"descp">> {

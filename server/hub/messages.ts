@@ -11,29 +11,58 @@ import {
   type ReplyData,
 } from "../../protocol/mod.ts";
 import { type Context, refuse, type Result } from "./context.ts";
-import { encode } from "./events.ts";
+import { encode, head } from "./events.ts";
+import type { Appended, Routed } from "../store/store.ts";
 import type { Session } from "./session.ts";
 
 /**
  * `/privmsg`: to one peer, wherever it is. No store round trip when the peer
- * is on this node.
+ * is on this node and streams are off. With streams, the message is stored in
+ * the target's inbox, also while it is in its grace (`queued`).
  */
 export function privmsg(ctx: Context, s: Session, c: CommandArgs<"privmsg">): Result<"privmsg"> {
   const id = newId(), ts = ctx.now();
-  const out = encode({ type: "privmsg", id, ts, from: s.id!, to: c.peer, text: c.text });
-  const reply = (away: boolean, message?: string): ReplyData<"privmsg"> =>
-    away ? { id, ts, away: message ?? "" } : { id, ts };
+  const event = { type: "privmsg" as const, id, ts, from: s.id!, to: c.peer, text: c.text };
+  if (ctx.store.history > 0) {
+    // A store that delivers does it through the bus, also to this node.
+    if (ctx.store.delivers) ctx.needBus();
+    const routed = ctx.store.route(c.peer, head(event));
+    return routed instanceof Promise
+      ? ctx.timed(routed).then((r) => routedReply(ctx, c.peer, r, id, ts))
+      : routedReply(ctx, c.peer, routed, id, ts);
+  }
+  const out = encode(event);
   const target = ctx.delivery.peers.get(c.peer);
   if (target !== undefined) {
     ctx.delivery.toPeer(c.peer, out);
-    return reply(target.peer.away, target.peer.message);
+    return awayReply(id, ts, target.peer.away, target.peer.message);
   }
   return ctx.timed(ctx.store.presence(c.peer)).then((p) => {
     if (p === null || !p.online) refuse(Codes.ERR_NOSUCHNICK, `No such peer online: ${c.peer}`);
     ctx.needBus();
     ctx.delivery.toPeer(c.peer, out);
-    return reply(p.away, p.message);
+    return awayReply(id, ts, p.away, p.message);
   });
+}
+
+/** The reply to a `/privmsg` stored in the target's inbox; delivers it unless the store did. */
+function routedReply(
+  ctx: Context,
+  peer: string,
+  r: Routed | null,
+  id: string,
+  ts: number,
+): ReplyData<"privmsg"> {
+  if (r === null) refuse(Codes.ERR_NOSUCHNICK, `No such peer: ${peer}`);
+  if (!r.online) return { id, ts, queued: true };
+  if (!ctx.store.delivers) {
+    ctx.delivery.toPeer(peer, { type: "privmsg", text: r.text, seq: r.seq });
+  }
+  return awayReply(id, ts, r.away, r.message);
+}
+
+function awayReply(id: string, ts: number, away: boolean, message?: string) {
+  return away ? { id, ts, away: message ?? "" } : { id, ts };
 }
 
 /**
@@ -44,9 +73,26 @@ export function pubmsg(ctx: Context, s: Session, c: CommandArgs<"pubmsg">): Resu
   if (s.channels.has(c.channel)) {
     ctx.needBus();
     const id = newId(), ts = ctx.now();
-    const out = encode({ type: "pubmsg", id, ts, from: s.id!, channel: c.channel, text: c.text });
-    ctx.delivery.toChannel(c.channel, out, s.id!);
-    return { id, ts };
+    const event = {
+      type: "pubmsg" as const,
+      id,
+      ts,
+      from: s.id!,
+      channel: c.channel,
+      text: c.text,
+    };
+    if (ctx.store.history === 0) {
+      ctx.delivery.toChannel(c.channel, encode(event), s.id!);
+      return { id, ts };
+    }
+    const appended = ctx.store.publish(c.channel, head(event), s.id!);
+    const published = (a: Appended): ReplyData<"pubmsg"> => {
+      if (!ctx.store.delivers) {
+        ctx.delivery.toChannel(c.channel, { type: "pubmsg", text: a.text, seq: a.seq }, s.id!);
+      }
+      return { id, ts, seq: a.seq };
+    };
+    return appended instanceof Promise ? ctx.timed(appended).then(published) : published(appended);
   }
   return ctx.timed(ctx.store.getChannel(c.channel)).then((ch) =>
     ch === null

@@ -171,9 +171,13 @@ export class Hub {
     return s;
   }
 
-  /** Sends one frame to a session (a reply), checking the slow-consumer limit. */
-  send(s: Session, text: string): void {
-    this.#ctx.delivery.send(s, text);
+  /**
+   * Sends a reply to a session now, checking the slow-consumer limit; after a
+   * reply that ended a resume, the events held back meanwhile follow it.
+   */
+  reply(s: Session, text: string): void {
+    this.#ctx.delivery.write(s, text);
+    if (s.holding) this.#ctx.delivery.release(s);
   }
 
   /** Closes a session's socket from the server side; its peer enters the grace. */
@@ -232,7 +236,7 @@ export class Hub {
     });
     const releases: Promise<void>[] = [];
     for (const s of [...ctx.delivery.sessions]) {
-      ctx.delivery.send(s, notice.text);
+      ctx.delivery.write(s, notice.text);
       s.conn.close(CloseCodes.GOING_AWAY, "server shutting down");
       releases.push(identity.disconnected(ctx, s));
     }

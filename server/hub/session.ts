@@ -29,6 +29,14 @@ export interface Peer {
   message?: string;
 }
 
+/** An event held for a session while its resume replays what it missed. */
+export interface Held {
+  text: string;
+  /** The stream and seq of a stream message (to drop what the replay already sent). */
+  stream?: string;
+  seq?: number;
+}
+
 /** One socket of the core: its peer once described, its memberships and limits. */
 export class Session {
   readonly conn: Connection;
@@ -42,6 +50,7 @@ export class Session {
   #gone = false;
   #replaced = false;
   #handshake?: ReturnType<typeof setTimeout>;
+  #held?: Held[];
 
   constructor(conn: Connection) {
     this.conn = conn;
@@ -65,6 +74,33 @@ export class Session {
   /** Taken over or given up by the cluster: closing must not release the peer. */
   get replaced(): boolean {
     return this.#replaced;
+  }
+
+  /** Whether events are held back (a resume is replaying missed messages). */
+  get holding(): boolean {
+    return this.#held !== undefined;
+  }
+
+  /** Holds events back until {@linkcode release}. */
+  hold(): void {
+    this.#held ??= [];
+  }
+
+  /** Adds an event to those held back. */
+  keep(event: Held): void {
+    this.#held!.push(event);
+  }
+
+  /** Puts `events` before every event held back (a replay comes before live events). */
+  prepend(events: Held[]): void {
+    this.#held!.unshift(...events);
+  }
+
+  /** Ends the hold: the events held back, in order. */
+  release(): Held[] {
+    const held = this.#held ?? [];
+    this.#held = undefined;
+    return held;
   }
 
   /** Marks the socket closed; false when it already was. */

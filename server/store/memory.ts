@@ -1,6 +1,8 @@
 /** The in-memory {@linkcode Store}: the default, for one node. State dies with the process. */
 import { Codes, type PeerEntry } from "../../protocol/mod.ts";
+import { Ring } from "./ring.ts";
 import {
+  type Appended,
   type ChannelView,
   type Claim,
   type Claimed,
@@ -8,10 +10,13 @@ import {
   type Fail,
   type Joined,
   type PeerView,
+  type Position,
   type Presence,
+  type Routed,
   sameHash,
   type Store,
   type StoreLimits,
+  type StreamName,
   type Touched,
 } from "./store.ts";
 
@@ -28,6 +33,8 @@ interface Peer {
   away: boolean;
   message?: string;
   channels: Set<string>;
+  /** The peer's inbox stream, made when first asked for. */
+  inbox?: Ring;
 }
 
 interface Channel {
@@ -41,6 +48,8 @@ interface Channel {
   /** Members in join order. */
   members: Set<string>;
   emptySince: number;
+  /** The channel's message stream, made when first asked for. */
+  stream?: Ring;
 }
 
 const fail = (error: Fail["error"]): Fail => ({ error });
@@ -48,6 +57,9 @@ const fail = (error: Fail["error"]): Fail => ({ error });
 /** Keeps peers and channels in this process. */
 export class MemoryStore implements Store {
   readonly kind = "memory";
+  readonly delivers = false;
+  readonly history: number;
+  readonly #historyTtlMs: number;
   #peers = new Map<string, Peer>();
   #channels = new Map<string, Channel>();
   #limits: StoreLimits;
@@ -57,6 +69,8 @@ export class MemoryStore implements Store {
   constructor(limits: StoreLimits, now: () => number = Date.now) {
     this.#limits = limits;
     this.#now = now;
+    this.history = limits.history ?? 0;
+    this.#historyTtlMs = limits.historyTtlMs ?? 300_000;
   }
 
   claimPeer(c: Claim): Promise<Claimed | Fail> {
@@ -303,6 +317,47 @@ export class MemoryStore implements Store {
       out.push(e);
     }
     return Promise.resolve(out);
+  }
+
+  publish(channel: string, head: string): Appended {
+    const ch = this.#channels.get(channel)!;
+    return this.#ring(ch, "stream").append(head, this.#now());
+  }
+
+  route(peer: string, head: string): Routed | null {
+    const p = this.#peers.get(peer);
+    if (p === undefined) return null;
+    const r: Routed = {
+      ...this.#ring(p, "inbox").append(head, this.#now()),
+      online: p.node !== null,
+      away: p.away,
+    };
+    if (p.message !== undefined) r.message = p.message;
+    return r;
+  }
+
+  position(stream: StreamName): Promise<Position> {
+    const ring = this.#stream(stream);
+    return Promise.resolve(ring?.position(this.#now()) ?? { epoch: "", seq: 0 });
+  }
+
+  since(stream: StreamName, from: Position): Promise<string[] | null> {
+    return Promise.resolve(this.#stream(stream)?.since(from, this.#now()) ?? null);
+  }
+
+  /** The ring of a stream whose channel or peer exists. */
+  #stream(stream: StreamName): Ring | undefined {
+    const name = stream.slice(2);
+    if (stream[0] === "c") {
+      const ch = this.#channels.get(name);
+      return ch && this.#ring(ch, "stream");
+    }
+    const p = this.#peers.get(name);
+    return p && this.#ring(p, "inbox");
+  }
+
+  #ring<K extends "stream" | "inbox">(owner: { [k in K]?: Ring }, key: K): Ring {
+    return owner[key] ??= new Ring(this.history, this.#historyTtlMs);
   }
 
   onlineCount(): Promise<number> {

@@ -525,6 +525,22 @@ export class RedisStore implements Store {
     return this.#adopting;
   }
 
+  /** Message streams are not kept in Redis yet: they are off in Redis mode. */
+  readonly history = 0;
+  readonly delivers = true;
+  publish(): never {
+    throw new Error("message streams are off in Redis mode");
+  }
+  route(): never {
+    throw new Error("message streams are off in Redis mode");
+  }
+  position(): never {
+    throw new Error("message streams are off in Redis mode");
+  }
+  since(): never {
+    throw new Error("message streams are off in Redis mode");
+  }
+
   async claimPeer(c: Claim): Promise<Claimed | Fail> {
     const r = await this.#run(
       "sgClaim",

@@ -101,7 +101,35 @@ export interface StoreLimits {
   maxChannels: number;
   /** How long an empty channel and a pending invite are kept, ms. */
   retentionMs: number;
+  /** Messages kept per stream (`--history`); 0 turns message streams off. */
+  history?: number;
+  /** How long a stream's history is kept after its last message, ms (`--history-ttl`). */
+  historyTtlMs?: number;
 }
+
+/** A value, or a promise of it: the memory store answers the hot path at once. */
+export type Awaitable<T> = T | Promise<T>;
+
+/** A stream's position: its epoch and the seq of its last message (0: none yet). */
+export interface Position {
+  epoch: string;
+  seq: number;
+}
+
+/** A message appended to a stream: its seq and its text (the JSON with `seq`). */
+export interface Appended {
+  seq: number;
+  text: string;
+}
+
+/** A `/privmsg` stored in the target's inbox, and the target's presence. */
+export interface Routed extends Appended, Presence {}
+
+/**
+ * A stream: `c:<channel>` (a channel's messages) or `p:<peer>` (a peer's
+ * inbox), the same names as the bus topics its live messages travel on.
+ */
+export type StreamName = `c:${string}` | `p:${string}`;
 
 /** The state store. Every method is atomic. */
 export interface Store {
@@ -151,6 +179,32 @@ export interface Store {
   getChannel(channel: string): Promise<ChannelView | null>;
   /** A page of members in join order. */
   members(channel: string, offset: number, limit: number): Promise<PeerEntry[]>;
+  /**
+   * Message streams: the number of messages kept per stream, 0 when streams
+   * are off (then the four methods below are never called).
+   */
+  readonly history: number;
+  /**
+   * Whether {@linkcode publish} and {@linkcode route} also deliver to every
+   * node, this one included, in the same atomic step (so seq order is
+   * delivery order across nodes). When false the caller delivers.
+   */
+  readonly delivers: boolean;
+  /**
+   * Appends a `/pubmsg` to the channel's stream. `head` is the event's JSON
+   * without its closing brace; the stream adds `,"seq":N}`. `except` is the
+   * sender, for delivery.
+   */
+  publish(channel: string, head: string, except: string): Awaitable<Appended>;
+  /**
+   * Appends a `/privmsg` to the inbox of a peer online or in its grace; null
+   * (nothing stored) when the peer is gone or unknown.
+   */
+  route(peer: string, head: string): Awaitable<Routed | null>;
+  /** A stream's position (an empty stream gets its epoch now). */
+  position(stream: StreamName): Promise<Position>;
+  /** The messages after `from`, oldest first; null when they are not all in history. */
+  since(stream: StreamName, from: Position): Promise<string[] | null>;
   /** Peers online on all nodes. */
   onlineCount(): Promise<number>;
   /** Whether the store is reachable. */
