@@ -1,19 +1,9 @@
 /** `/descp`: the first command, its reply, its errors, re-description and identity. */
 import assert from "node:assert/strict";
-import {
-  assertKeys,
-  bbtest,
-  connect,
-  delay,
-  describe,
-  group,
-  newChannel,
-  newId,
-  peer,
-  sharedServer,
-  startServer,
-  within,
-} from "../harness.ts";
+import { assertKeys } from "../support/asserts.ts";
+import { connect, describe, group, newChannel, newId, peer } from "../support/client.ts";
+import { bbtest, sharedServer, startServer } from "../support/server.ts";
+import { delay, within } from "../support/wait.ts";
 
 const server = await sharedServer();
 

@@ -1,15 +1,7 @@
 /** The command grammar: garbage frames, argument errors, error priority, reply order. */
 import assert from "node:assert/strict";
-import {
-  bbtest,
-  connect,
-  group,
-  newChannel,
-  newId,
-  peer,
-  sharedServer,
-  startServer,
-} from "../harness.ts";
+import { connect, group, newChannel, newId, peer } from "../support/client.ts";
+import { bbtest, sharedServer, startServer } from "../support/server.ts";
 
 const server = await sharedServer();
 

@@ -1,17 +1,9 @@
 /** Limits: frame size, rate limiting (263), flood (4003), slow consumers (4008). */
 import assert from "node:assert/strict";
-import {
-  bbtest,
-  connect,
-  delay,
-  group,
-  newChannel,
-  newId,
-  peer,
-  RawClient,
-  startServer,
-  within,
-} from "../harness.ts";
+import { connect, group, newChannel, newId, peer } from "../support/client.ts";
+import { RawClient } from "../support/raw_ws.ts";
+import { bbtest, startServer } from "../support/server.ts";
+import { delay, within } from "../support/wait.ts";
 
 bbtest(
   "--max-frame 1024: 1024 bytes accepted, 1025 bytes get 417, the connection stays",

@@ -1,15 +1,8 @@
 /** Identity: resume takeover (4002) and the disconnect grace (`--grace-ms 800`). */
 import assert from "node:assert/strict";
-import {
-  bbtest,
-  connect,
-  delay,
-  describe,
-  newChannel,
-  peer,
-  sharedServer,
-  within,
-} from "../harness.ts";
+import { connect, describe, newChannel, peer } from "../support/client.ts";
+import { bbtest, sharedServer } from "../support/server.ts";
+import { delay, within } from "../support/wait.ts";
 
 const GRACE = 800;
 const server = await sharedServer({ args: ["--grace-ms", String(GRACE)] });
