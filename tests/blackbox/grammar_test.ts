@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import { connect, group, newChannel, newId, peer } from "../support/client.ts";
 import { bbtest, sharedServer, startServer } from "../support/server.ts";
+import { within } from "../support/wait.ts";
 
 const server = await sharedServer();
 
@@ -159,7 +160,7 @@ bbtest("error priority before /descp: 421 and 461/432 come before 451", async (r
   await using c432 = await connect(url);
   await c432.fail("/join #bad", 432);
   await c.fail(`/join ${newChannel()}`, 451);
-  assert.equal((await c.closed).code, 4001);
+  assert.equal((await within(c.closed, 5000, "close 4001 after 451")).code, 4001);
 });
 
 bbtest(
