@@ -1,7 +1,7 @@
 /** `/descp`: the first command, its reply, its errors, re-description and identity. */
 import assert from "node:assert/strict";
 import { assertKeys } from "../support/asserts.ts";
-import { connect, describe, group, newChannel, newId, peer } from "../support/client.ts";
+import { closeAll, connect, describe, group, newChannel, newId, peer } from "../support/client.ts";
 import { bbtest, sharedServer, startServer } from "../support/server.ts";
 import { delay, within } from "../support/wait.ts";
 
@@ -29,6 +29,42 @@ bbtest("/descp succeeds with { peer, resume, admin, channels, server }", async (
 bbtest("/descp gives every peer a different resume token", async (rt) => {
   await using g = group(await peer(server(rt).url), await peer(server(rt).url));
   assert.notEqual(g[0].resume, g[1].resume);
+});
+
+/** The bytes a resume token encodes: hex or base64(url), the encodings an opaque token uses. */
+function tokenBytes(token: string): Uint8Array {
+  if (/^(?:[0-9a-f]{2})+$/i.test(token)) {
+    return Uint8Array.from(token.match(/../g)!, (h) => parseInt(h, 16));
+  }
+  assert.match(token, /^[A-Za-z0-9+/_-]+={0,2}$/, `resume token in an unknown encoding: ${token}`);
+  const b64 = token.replace(/-/g, "+").replace(/_/g, "/").replace(/=+$/, "");
+  const bin = atob(b64 + "=".repeat((4 - b64.length % 4) % 4));
+  return Uint8Array.from(bin, (ch) => ch.charCodeAt(0));
+}
+
+bbtest("resume tokens carry at least 128 random bits", async (rt) => {
+  const N = 40;
+  const tokens: string[] = [];
+  for (let i = 0; i < N; i += 8) {
+    const batch = await Promise.all(Array.from({ length: 8 }, () => peer(server(rt).url)));
+    tokens.push(...batch.map((c) => c.resume));
+    await closeAll(batch);
+  }
+  assert.equal(new Set(tokens).size, N, "every token is different");
+  const bytes = tokens.map(tokenBytes);
+  const len = Math.min(...bytes.map((b) => b.length));
+  assert.ok(len >= 16, `a token decodes to ${len} bytes: fewer than 128 bits`);
+  // Random bytes differ somewhere among 40 tokens in every position (a fixed byte, a
+  // counter's high bytes or a timestamp would not), and so does nearly every bit.
+  let varyingBits = 0;
+  for (let i = 0; i < len; i++) {
+    const seen = new Set(bytes.map((b) => b[i]));
+    assert.ok(seen.size > 1, `byte ${i} of the token is the same in all ${N} tokens`);
+    for (let bit = 0; bit < 8; bit++) {
+      if (new Set(bytes.map((b) => (b[i] >> bit) & 1)).size > 1) varyingBits++;
+    }
+  }
+  assert.ok(varyingBits >= 128, `only ${varyingBits} bits vary across ${N} tokens`);
 });
 
 for (
