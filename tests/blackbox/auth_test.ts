@@ -1,7 +1,9 @@
 /** `--auth-secret` (signed peer tokens) and ICE servers in the `descp` reply. */
 import assert from "node:assert/strict";
 import { SignJWT } from "jose";
-import { bbtest, connect, newId, peer, startServer, within } from "../harness.ts";
+import { connect, newId, peer } from "../support/client.ts";
+import { bbtest, startServer } from "../support/server.ts";
+import { within } from "../support/wait.ts";
 
 const SECRET = "test-secret-" + crypto.randomUUID();
 

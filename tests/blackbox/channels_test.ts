@@ -1,18 +1,9 @@
 /** Channels: /join, /quit, /pubmsg, /whois, /peers, keys, operators, retention, limits. */
 import assert from "node:assert/strict";
-import {
-  assertKeys,
-  assertObjectId,
-  assertTs,
-  bbtest,
-  delay,
-  group,
-  newChannel,
-  newId,
-  peer,
-  sharedServer,
-  startServer,
-} from "../harness.ts";
+import { assertKeys, assertObjectId, assertTs } from "../support/asserts.ts";
+import { group, newChannel, newId, peer } from "../support/client.ts";
+import { bbtest, sharedServer, startServer } from "../support/server.ts";
+import { delay } from "../support/wait.ts";
 
 const server = await sharedServer();
 

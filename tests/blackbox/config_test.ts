@@ -1,6 +1,8 @@
 /** Configuration: every option is a flag and an environment variable; flags win. */
 import assert from "node:assert/strict";
-import { bbtest, connect, describe, newId, peer, RawClient, startServer } from "../harness.ts";
+import { connect, describe, newId, peer } from "../support/client.ts";
+import { RawClient } from "../support/raw_ws.ts";
+import { bbtest, startServer } from "../support/server.ts";
 
 bbtest("the first line on stdout is `signaller listening on ws://HOST:PORT/`", async (rt) => {
   await using s = await startServer({ runtime: rt });

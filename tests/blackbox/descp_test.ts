@@ -1,19 +1,9 @@
 /** `/descp`: the first command, its reply, its errors, re-description and identity. */
 import assert from "node:assert/strict";
-import {
-  assertKeys,
-  bbtest,
-  connect,
-  delay,
-  describe,
-  group,
-  newChannel,
-  newId,
-  peer,
-  sharedServer,
-  startServer,
-  within,
-} from "../harness.ts";
+import { assertKeys } from "../support/asserts.ts";
+import { closeAll, connect, describe, group, newChannel, newId, peer } from "../support/client.ts";
+import { bbtest, sharedServer, startServer } from "../support/server.ts";
+import { delay, within } from "../support/wait.ts";
 
 const server = await sharedServer();
 
@@ -41,6 +31,42 @@ bbtest("/descp gives every peer a different resume token", async (rt) => {
   assert.notEqual(g[0].resume, g[1].resume);
 });
 
+/** The bytes a resume token encodes: hex or base64(url), the encodings an opaque token uses. */
+function tokenBytes(token: string): Uint8Array {
+  if (/^(?:[0-9a-f]{2})+$/i.test(token)) {
+    return Uint8Array.from(token.match(/../g)!, (h) => parseInt(h, 16));
+  }
+  assert.match(token, /^[A-Za-z0-9+/_-]+={0,2}$/, `resume token in an unknown encoding: ${token}`);
+  const b64 = token.replace(/-/g, "+").replace(/_/g, "/").replace(/=+$/, "");
+  const bin = atob(b64 + "=".repeat((4 - b64.length % 4) % 4));
+  return Uint8Array.from(bin, (ch) => ch.charCodeAt(0));
+}
+
+bbtest("resume tokens carry at least 128 random bits", async (rt) => {
+  const N = 40;
+  const tokens: string[] = [];
+  for (let i = 0; i < N; i += 8) {
+    const batch = await Promise.all(Array.from({ length: 8 }, () => peer(server(rt).url)));
+    tokens.push(...batch.map((c) => c.resume));
+    await closeAll(batch);
+  }
+  assert.equal(new Set(tokens).size, N, "every token is different");
+  const bytes = tokens.map(tokenBytes);
+  const len = Math.min(...bytes.map((b) => b.length));
+  assert.ok(len >= 16, `a token decodes to ${len} bytes: fewer than 128 bits`);
+  // Random bytes differ somewhere among 40 tokens in every position (a fixed byte, a
+  // counter's high bytes or a timestamp would not), and so does nearly every bit.
+  let varyingBits = 0;
+  for (let i = 0; i < len; i++) {
+    const seen = new Set(bytes.map((b) => b[i]));
+    assert.ok(seen.size > 1, `byte ${i} of the token is the same in all ${N} tokens`);
+    for (let bit = 0; bit < 8; bit++) {
+      if (new Set(bytes.map((b) => (b[i] >> bit) & 1)).size > 1) varyingBits++;
+    }
+  }
+  assert.ok(varyingBits >= 128, `only ${varyingBits} bits vary across ${N} tokens`);
+});
+
 for (
   const frame of [
     () => `/join ${newChannel()}`,
@@ -54,7 +80,7 @@ for (
   bbtest(`${sample} before /descp gets 451 and the server closes with 4001`, async (rt) => {
     await using c = await connect(server(rt).url);
     await c.fail(frame(), 451);
-    const { code } = await c.closed;
+    const { code } = await within(c.closed, 5000, "close 4001 after 451");
     assert.equal(code, 4001);
   });
 }
@@ -220,19 +246,23 @@ bbtest("/DESCP is case-insensitive", async (rt) => {
 });
 
 bbtest("no /descp within --handshake-ms closes with 4001; a described peer stays", async (rt) => {
-  await using s = await startServer({ runtime: rt, args: ["--handshake-ms", "300"] });
+  const HANDSHAKE = 300;
+  await using s = await startServer({ runtime: rt, args: ["--handshake-ms", String(HANDSHAKE)] });
+  // Taken before connecting: the server starts each socket's timer later than this.
+  const t0 = Date.now();
   await using idle = await connect(s.url, "idle");
   await using failed = await connect(s.url, "failed");
   await using described = await connect(s.url, "described");
+  const tDescribed = Date.now();
   await describe(described);
   // A failed descp does not stop the handshake timer.
   await failed.fail("/descp {bad", 432);
-  const t0 = Date.now();
-  const r = await within(Promise.all([idle.closed, failed.closed]), 3000, "close of both");
+  const r = await within(Promise.all([idle.closed, failed.closed]), 10_000, "close of both");
   assert.equal(r[0].code, 4001);
   assert.equal(r[1].code, 4001);
-  assert.ok(Date.now() - t0 >= 100, "closed too early");
-  await delay(200);
+  assert.ok(Date.now() - t0 >= HANDSHAKE, "closed before the handshake time");
+  // Quiet period: past the described socket's own deadline, with room to spare, it is open.
+  await delay(Math.max(0, tDescribed + HANDSHAKE + 300 - Date.now()));
   assert.equal(described.ws.readyState, WebSocket.OPEN);
   await described.ok(`/whois ${described.id}`);
 });

@@ -1,15 +1,8 @@
 /** The command grammar: garbage frames, argument errors, error priority, reply order. */
 import assert from "node:assert/strict";
-import {
-  bbtest,
-  connect,
-  group,
-  newChannel,
-  newId,
-  peer,
-  sharedServer,
-  startServer,
-} from "../harness.ts";
+import { connect, group, newChannel, newId, peer } from "../support/client.ts";
+import { bbtest, sharedServer, startServer } from "../support/server.ts";
+import { within } from "../support/wait.ts";
 
 const server = await sharedServer();
 
@@ -167,7 +160,7 @@ bbtest("error priority before /descp: 421 and 461/432 come before 451", async (r
   await using c432 = await connect(url);
   await c432.fail("/join #bad", 432);
   await c.fail(`/join ${newChannel()}`, 451);
-  assert.equal((await c.closed).code, 4001);
+  assert.equal((await within(c.closed, 5000, "close 4001 after 451")).code, 4001);
 });
 
 bbtest(
@@ -234,4 +227,88 @@ bbtest("error priority: 475 beats 405, 263 beats 403", async (rt) => {
   await b.fail(`/join ${keyed} k`, 405);
   await b.fail(`/pubmsg ${newChannel()} x`, 403); // spends the one message token
   await b.fail(`/pubmsg ${newChannel()} x`, 263); // rate before existence
+});
+
+bbtest("runs of U+0020 separate arguments: /join, /whois, /invite, /kick", async (rt) => {
+  const url = server(rt).url;
+  await using a = await peer(url);
+  await using b = await peer(url);
+  const ch = newChannel();
+  const j = await a.ok(`/join    ${ch}     k3y`);
+  assert.equal(j.channel, ch);
+  await b.fail(`/join ${ch}`, 475);
+  await b.ok(`/join  ${ch}  k3y`); // the key is "k3y": the spaces around it are separators
+  await a.event("join");
+  assert.equal((await a.ok(`/whois   ${b.id}`)).id, b.id);
+  assert.equal((await a.ok(`/whois ${ch}   `)).channel, ch, "trailing spaces are no argument");
+  await a.fail(`/invite  ${b.id}   ${ch}`, 443); // both arguments read: b is a member
+  await a.ok(`/kick   ${b.id}   ${ch} off  you go`);
+  const k = await b.event("kick");
+  assert.equal(k.text, "off  you go", "one space before the text, the text verbatim");
+});
+
+bbtest("a tab is no separator: it belongs to the word it touches", async (rt) => {
+  const url = server(rt).url;
+  await using a = await peer(url);
+  await using b = await peer(url);
+  // After the command name: no known command.
+  await a.fail(`/whois\t${b.id}`, 421, null);
+  // Inside the arguments: the word with the tab is a malformed id or channel.
+  await a.fail(`/whois ${b.id}\t`, 432);
+  await a.fail(`/join ${newChannel()}\tkey`, 432);
+  await a.fail(`/invite ${b.id}\t${newChannel()}`, 432);
+  // A peer id glued to the text by a tab leaves no text: 461 outranks 432.
+  await a.fail(`/privmsg ${b.id}\thello`, 461);
+  await b.noEvent("privmsg", 0);
+  // A tab inside a key is part of the key (were it a separator, "two" would be an extra
+  // argument: 461).
+  const ch = newChannel();
+  await a.ok(`/join ${ch} one\ttwo`);
+  await b.fail(`/join ${ch} one`, 475);
+  await b.fail(`/join ${ch} two`, 475);
+  await b.ok(`/join ${ch} one\ttwo`);
+  // And a tab right after the single space before the text is text.
+  await a.event("join");
+  await b.ok(`/pubmsg ${ch} \tindented`);
+  assert.equal((await a.event("pubmsg")).text, "\tindented");
+  assert.deepEqual((await a.ok(`/whois ${a.id}`)).channels, [ch], "nothing else was joined");
+});
+
+bbtest("error priority: 401 beats 474 (/invite of a banned id that is not online)", async (rt) => {
+  const url = server(rt).url;
+  await using op = await peer(url, { name: "op" });
+  await using banned = await peer(url, { name: "banned" });
+  const ch = newChannel();
+  await op.ok(`/join ${ch}`);
+  const offline = newId();
+  await op.ok(`/ban ${offline} ${ch}`);
+  await op.ok(`/ban ${banned.id} ${ch}`);
+  await op.fail(`/invite ${offline} ${ch}`, 401); // existence first
+  await op.fail(`/invite ${banned.id} ${ch}`, 474); // online: the ban applies
+});
+
+bbtest("error priority: 263 (rate) beats 481, 442 and 404", async (rt) => {
+  await using s = await startServer({ runtime: rt, args: ["--rate", "1", "--burst", "1"] });
+  await using owner = await peer(s.url, { name: "owner" });
+  const ch = newChannel();
+  await owner.ok(`/join ${ch}`);
+  // Each peer spends its one message token on a command that fails for its own reason,
+  // then repeats it with the bucket empty: the rate limit is checked first.
+  const cases: [string, 481 | 442 | 404][] = [
+    ["/broadcast hello", 481], // not an admin
+    [`/invite ${owner.id} ${ch}`, 442], // not a member of the channel
+    [`/pubmsg ${ch} hello`, 404], // not a member of the channel
+  ];
+  for (const [frame, code] of cases) {
+    await using p = await peer(s.url);
+    p.send(frame);
+    p.send(frame);
+    const first = await p.reply();
+    const second = await p.reply();
+    assert.equal(first.code, code, `${frame}: ${JSON.stringify(first)}`);
+    assert.equal(second.code, 263, `${frame} again: ${JSON.stringify(second)}`);
+    assert.equal(typeof second.retryAfterMs, "number");
+  }
+  await owner.noEvent("invite", 0);
+  await owner.noEvent("pubmsg", 0);
 });

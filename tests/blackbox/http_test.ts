@@ -1,6 +1,9 @@
 /** HTTP next to the socket (/healthz, /metrics) and graceful shutdown on SIGTERM. */
 import assert from "node:assert/strict";
-import { assertTs, bbtest, connect, newChannel, peer, startServer, within } from "../harness.ts";
+import { assertTs } from "../support/asserts.ts";
+import { connect, newChannel, peer } from "../support/client.ts";
+import { bbtest, startServer } from "../support/server.ts";
+import { within } from "../support/wait.ts";
 
 interface Sample {
   name: string;

@@ -1,19 +1,8 @@
 /** /privmsg, /broadcast, /away, verbatim text and case-insensitivity. */
 import assert from "node:assert/strict";
-import {
-  assertKeys,
-  assertObjectId,
-  assertTs,
-  bbtest,
-  connect,
-  describe,
-  group,
-  newChannel,
-  newId,
-  peer,
-  sharedServer,
-  startServer,
-} from "../harness.ts";
+import { assertKeys, assertObjectId, assertTs } from "../support/asserts.ts";
+import { connect, describe, group, newChannel, newId, peer } from "../support/client.ts";
+import { bbtest, sharedServer, startServer } from "../support/server.ts";
 
 const server = await sharedServer();
 

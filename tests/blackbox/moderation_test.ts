@@ -1,16 +1,8 @@
 /** Operators: /kick, /ban, /unban; and /invite. Optional channel resolution. */
 import assert from "node:assert/strict";
-import {
-  assertKeys,
-  assertTs,
-  bbtest,
-  group,
-  newChannel,
-  newId,
-  peer,
-  sharedServer,
-  type TestClient,
-} from "../harness.ts";
+import { assertKeys, assertTs } from "../support/asserts.ts";
+import { group, newChannel, newId, peer, type TestClient } from "../support/client.ts";
+import { bbtest, sharedServer } from "../support/server.ts";
 
 const server = await sharedServer();
 

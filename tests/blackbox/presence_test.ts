@@ -1,15 +1,7 @@
 /** Big channels (`--presence-limit 2`) and /peers paging (600 members). */
 import assert from "node:assert/strict";
-import {
-  bbtest,
-  closeAll,
-  group,
-  newChannel,
-  newId,
-  peer,
-  sharedServer,
-  type TestClient,
-} from "../harness.ts";
+import { closeAll, group, newChannel, newId, peer, type TestClient } from "../support/client.ts";
+import { bbtest, sharedServer } from "../support/server.ts";
 
 const server = await sharedServer({ args: ["--presence-limit", "2", "--grace-ms", "300"] });
 

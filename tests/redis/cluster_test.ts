@@ -6,16 +6,15 @@
 import assert from "node:assert/strict";
 import {
   connect,
-  delay,
   describe,
   type Msg,
   newChannel,
   peer,
-  type Runtime,
-  startServer,
   type TestClient,
-} from "../harness.ts";
-import { redisTest, redisTests } from "../redis_env.ts";
+} from "../support/client.ts";
+import { redisTest, redisTests } from "../support/redis.ts";
+import { type Runtime, startServer } from "../support/server.ts";
+import { delay } from "../support/wait.ts";
 
 const GRACE = 1500;
 /** A node silent this long is dead (server/store/redis.ts); the protocol allows up to 10 s. */

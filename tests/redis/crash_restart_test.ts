@@ -5,16 +5,10 @@
  * resume are quit once their grace, counted from the dead node's detection, ends.
  */
 import assert from "node:assert/strict";
-import {
-  connect,
-  describe,
-  newChannel,
-  peer,
-  type Runtime,
-  startServer,
-  within,
-} from "../harness.ts";
-import { redisTest, redisTests } from "../redis_env.ts";
+import { connect, describe, newChannel, peer } from "../support/client.ts";
+import { redisTest, redisTests } from "../support/redis.ts";
+import { type Runtime, startServer } from "../support/server.ts";
+import { within } from "../support/wait.ts";
 
 const GRACE = 1500;
 /** A node silent this long is dead (server/store/redis.ts); the protocol allows up to 10 s. */

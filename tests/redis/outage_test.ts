@@ -6,18 +6,10 @@
  * own throwaway `redis-server` so it can kill it.
  */
 import assert from "node:assert/strict";
-import {
-  bbtest,
-  connect,
-  delay,
-  expectError,
-  expectOk,
-  newChannel,
-  newId,
-  peer,
-  startServer,
-} from "../harness.ts";
-import { assertRedis, redisTests } from "../redis_env.ts";
+import { connect, expectError, expectOk, newChannel, newId, peer } from "../support/client.ts";
+import { assertRedis, redisTests } from "../support/redis.ts";
+import { bbtest, startServer } from "../support/server.ts";
+import { delay } from "../support/wait.ts";
 
 // The shared Redis is not used, but the rule is the same: in CI these tests must run.
 const env = await redisTests();

@@ -4,8 +4,10 @@
  * once it beats again it closes them (1001), and their clients resume.
  */
 import assert from "node:assert/strict";
-import { newChannel, peer, startServer, within } from "../harness.ts";
-import { redisTest, redisTests } from "../redis_env.ts";
+import { newChannel, peer } from "../support/client.ts";
+import { redisTest, redisTests } from "../support/redis.ts";
+import { startServer } from "../support/server.ts";
+import { within } from "../support/wait.ts";
 
 const GRACE = 1000;
 const env = await redisTests();

@@ -5,17 +5,17 @@
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { Codes } from "../protocol/mod.ts";
-import { MemoryStore } from "../server/store/memory.ts";
-import { RedisStore } from "../server/store/redis.ts";
-import { type Claim, type Expired, failed, type Store } from "../server/store/store.ts";
+import { Codes } from "../../protocol/mod.ts";
+import { MemoryStore } from "../../server/store/memory.ts";
+import { RedisStore } from "../../server/store/redis.ts";
+import { type Claim, type Expired, failed, type Store } from "../../server/store/store.ts";
 import {
   assertRedis,
   deleteKeys,
   type RedisTestEnv,
   redisTests,
   uniquePrefix,
-} from "./redis_env.ts";
+} from "../support/redis.ts";
 
 /** Store settings a test may change. */
 interface Setup {

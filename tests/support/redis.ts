@@ -5,7 +5,7 @@
  *
  * @example
  * ```ts
- * import { assertRedis, deleteKeys, redisTests, uniquePrefix } from "./redis_env.ts";
+ * import { assertRedis, deleteKeys, redisTests, uniquePrefix } from "./redis.ts";
  *
  * const env = await redisTests();
  * Deno.test({ name: "the Redis store keeps peers", ignore: env.ignore }, async () => {
@@ -21,7 +21,7 @@
  * @module
  */
 import { Redis } from "ioredis";
-import { bbtest, type Runtime } from "./harness.ts";
+import { bbtest, type Runtime } from "./server.ts";
 
 /** How Redis-backed tests should run. */
 export interface RedisTestEnv {

@@ -4,7 +4,8 @@
  * elsewhere the test is skipped, with one line saying so, until it is built.
  */
 import assert from "node:assert/strict";
-import { binaryPath, newChannel, peer, startServer } from "./harness.ts";
+import { newChannel, peer } from "../support/client.ts";
+import { binaryPath, startServer } from "../support/server.ts";
 
 let built = true;
 try {
