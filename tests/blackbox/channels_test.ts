@@ -11,7 +11,8 @@ bbtest("/join of a new channel creates it: created, op, total 1, members [self]"
   await using a = await peer(server(rt).url, { name: "creator" });
   const ch = newChannel();
   const j = await a.ok(`/join ${ch}`);
-  assertKeys(j, ["channel", "created", "op", "total", "members"], "join data");
+  assertKeys(j, ["channel", "created", "op", "total", "members", "stream"], "join data");
+  assert.equal(j.stream.seq, 0, "a new channel's stream is empty");
   assert.equal(j.channel, ch);
   assert.equal(j.created, true);
   assert.equal(j.op, true);
@@ -208,15 +209,16 @@ bbtest("/pubmsg reaches every member but the sender; reply id matches the event"
   const ch = newChannel();
   for (const x of [a, b, c]) await x.ok(`/join ${ch}`);
   const r = await a.ok(`/pubmsg ${ch} hello channel`);
-  assertKeys(r, ["id", "ts"], "pubmsg data");
+  assertKeys(r, ["id", "ts", "seq"], "pubmsg data");
+  assert.equal(r.seq, 1, "the channel's first message");
   assertObjectId(r.id);
   assertTs(r.ts);
   for (const x of [b, c]) {
     const e = await x.event("pubmsg");
-    assertKeys(e, ["type", "id", "ts", "from", "channel", "text"], "pubmsg event");
+    assertKeys(e, ["type", "id", "ts", "from", "channel", "text", "seq"], "pubmsg event");
     assert.deepEqual(
-      { id: e.id, from: e.from, channel: e.channel, text: e.text },
-      { id: r.id, from: a.id, channel: ch, text: "hello channel" },
+      { id: e.id, from: e.from, channel: e.channel, text: e.text, seq: e.seq },
+      { id: r.id, from: a.id, channel: ch, text: "hello channel", seq: 1 },
     );
   }
   const r2 = await b.ok(`/pubmsg ${ch} second`);

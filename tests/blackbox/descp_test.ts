@@ -11,13 +11,15 @@ bbtest("/descp succeeds with { peer, resume, admin, channels, server }", async (
   await using c = await connect(server(rt).url);
   const id = newId();
   const data = await describe(c, { id, name: "Alice", color: "red", n: 3, nested: { a: [1] } });
-  const allowed = ["peer", "resume", "admin", "channels", "server", "iceServers"];
+  const allowed = ["peer", "resume", "admin", "channels", "server", "iceServers", "inbox"];
   for (const k of Object.keys(data)) assert.ok(allowed.includes(k), `unexpected field ${k}`);
   assertKeys(data.peer, ["id", "name", "meta"], "peer");
   assert.equal(data.peer.id, id);
   assert.equal(data.peer.name, "Alice");
   assert.deepEqual(data.peer.meta, { color: "red", n: 3, nested: { a: [1] } });
   assert.equal(data.admin, false);
+  assert.equal(typeof data.inbox.epoch, "string", "streams are on by default");
+  assert.equal(data.inbox.seq, 0, "a new peer's inbox is empty");
   assert.deepEqual(data.channels, []);
   assert.equal(typeof data.resume, "string");
   // At least 128 bits of randomness: no encoding packs that into fewer than 16 characters.

@@ -19,10 +19,10 @@ bbtest(
     assertObjectId(r.id);
     assertTs(r.ts);
     const e = await b.event("privmsg");
-    assertKeys(e, ["type", "id", "ts", "from", "to", "text"], "privmsg event");
+    assertKeys(e, ["type", "id", "ts", "from", "to", "text", "seq"], "privmsg event");
     assert.deepEqual(
-      { id: e.id, from: e.from, to: e.to, text: e.text },
-      { id: r.id, from: a.id, to: b.id, text: "psst" },
+      { id: e.id, from: e.from, to: e.to, text: e.text, seq: e.seq },
+      { id: r.id, from: a.id, to: b.id, text: "psst", seq: 1 },
     );
     // Nobody else, not even a co-member or the sender.
     await c.noEvent("privmsg", 50);
