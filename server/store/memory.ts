@@ -1,18 +1,18 @@
 /** The in-memory {@linkcode Store}: the default, for one node. State dies with the process. */
 import { Codes, type PeerEntry } from "../../protocol/mod.ts";
-import {
-  type ChannelView,
-  type Claim,
-  type Claimed,
-  type Expired,
-  type Fail,
-  type Joined,
-  type PeerView,
-  type Presence,
-  sameHash,
-  type Store,
-  type StoreLimits,
-  type Touched,
+import { sameSecret } from "../secrets.ts";
+import type {
+  ChannelView,
+  Claim,
+  Claimed,
+  Expired,
+  Fail,
+  Joined,
+  PeerView,
+  Presence,
+  Store,
+  StoreLimits,
+  Touched,
 } from "./store.ts";
 
 interface Peer {
@@ -76,7 +76,7 @@ export class MemoryStore implements Store {
       });
       return Promise.resolve({ fresh: true, channels: [], away: false });
     }
-    if (c.resumeHash === null || !sameHash(c.resumeHash, p.resumeHash)) {
+    if (c.resumeHash === null || !sameSecret(c.resumeHash, p.resumeHash)) {
       return Promise.resolve(fail(Codes.ERR_NICKNAMEINUSE));
     }
     const replaced = p.node === null ? undefined : { node: p.node, session: p.session };
@@ -202,7 +202,7 @@ export class MemoryStore implements Store {
     }
     if (ch.bans.has(id)) return Promise.resolve(fail(Codes.ERR_BANNEDFROMCHAN));
     const invited = (ch.invites.get(id) ?? 0) > now;
-    if (ch.keyHash !== null && !invited && (keyHash === null || !sameHash(keyHash, ch.keyHash))) {
+    if (ch.keyHash !== null && !invited && (keyHash === null || !sameSecret(keyHash, ch.keyHash))) {
       return Promise.resolve(fail(Codes.ERR_BADCHANNELKEY));
     }
     if (p.channels.size >= this.#limits.maxChannels) {
