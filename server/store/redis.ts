@@ -28,6 +28,7 @@
  */
 import { Redis } from "ioredis";
 import { Codes, type PeerEntry } from "../../protocol/mod.ts";
+import { DEFAULTS } from "../config.ts";
 import type {
   ChannelView,
   Claim,
@@ -48,13 +49,13 @@ export interface RedisStoreOptions {
   node: string;
   /** Limits enforced inside the scripts. */
   limits: StoreLimits;
-  /** Prefix of every key. Default `"signaller:"`. */
+  /** Prefix of every key. Default {@linkcode DEFAULTS}`.redisPrefix`. */
   prefix?: string;
-  /** Grace given to the peers of a node declared dead, ms. Default 30 000. */
+  /** Grace given to the peers of a node declared dead, ms. Default {@linkcode DEFAULTS}`.graceMs`. */
   graceMs?: number;
-  /** How often this node beats, ms. Default 1000. */
+  /** How often this node beats, ms. Default {@linkcode DEFAULTS}`.heartbeatMs`. */
   heartbeatMs?: number;
-  /** A node whose last beat is older than this is declared dead, ms. Default 6000. */
+  /** A node whose last beat is older than this is declared dead, ms. Default {@linkcode DEFAULTS}`.deadMs`. */
   deadMs?: number;
   /** Called when a beat finds this node was declared dead meanwhile (it stalled, or Redis was away). */
   onDeclaredDead?: () => void;
@@ -486,11 +487,11 @@ export class RedisStore implements Store {
    * client reconnects by itself.
    */
   constructor(url: string, options: RedisStoreOptions) {
-    this.#prefix = options.prefix ?? "signaller:";
+    this.#prefix = options.prefix ?? DEFAULTS.redisPrefix;
     this.#node = options.node;
     this.#limits = options.limits;
-    this.#graceMs = options.graceMs ?? 30_000;
-    this.#deadMs = options.deadMs ?? 6_000;
+    this.#graceMs = options.graceMs ?? DEFAULTS.graceMs;
+    this.#deadMs = options.deadMs ?? DEFAULTS.deadMs;
     this.#redis = connectRedis(url);
     for (const [name, lua] of Object.entries(SCRIPTS)) {
       this.#redis.defineCommand(name, { numberOfKeys: 0, lua });
@@ -499,7 +500,7 @@ export class RedisStore implements Store {
     // Beat as soon as a connection is up, so a reconnected node is not declared dead; the
     // first time, after taking over from a predecessor (even when `ready` timed out).
     this.#redis.on("ready", () => this.#adopt().then(() => this.#heartbeat(), () => {}));
-    this.#beat = setInterval(() => this.#heartbeat(), options.heartbeatMs ?? 1_000);
+    this.#beat = setInterval(() => this.#heartbeat(), options.heartbeatMs ?? DEFAULTS.heartbeatMs);
   }
 
   /**
@@ -507,7 +508,7 @@ export class RedisStore implements Store {
    * after `timeoutMs`. Peers a predecessor with the same node id left behind
    * (a restart) enter their grace now, without waiting to be declared dead.
    */
-  async ready(timeoutMs = 5_000): Promise<void> {
+  async ready(timeoutMs: number = DEFAULTS.readyTimeoutMs): Promise<void> {
     await whenReady(this.#redis, timeoutMs);
     await this.#adopt();
     await this.#run("sgBeat", this.#node);

@@ -9,6 +9,7 @@
  */
 import type { Redis } from "ioredis";
 import type { Bus, Deliver, Envelope } from "../bus.ts";
+import { DEFAULTS } from "../config.ts";
 import { connectRedis, endRedis, whenReady } from "./redis.ts";
 
 /** Options of {@linkcode RedisBus}. */
@@ -17,7 +18,7 @@ export interface RedisBusOptions {
   node: string;
   /** Receives envelopes from the other nodes. */
   deliver: Deliver;
-  /** Prefix of every Redis channel. Default `"signaller:"`. */
+  /** Prefix of every Redis channel. Default {@linkcode DEFAULTS}`.redisPrefix`. */
   prefix?: string;
 }
 
@@ -36,7 +37,7 @@ export class RedisBus implements Bus {
 
   /** Connects a publisher and a subscriber in the background; both reconnect by themselves. */
   constructor(url: string, options: RedisBusOptions) {
-    this.#prefix = options.prefix ?? "signaller:";
+    this.#prefix = options.prefix ?? DEFAULTS.redisPrefix;
     this.#node = options.node;
     this.#deliver = options.deliver;
     this.#pub = connectRedis(url);
@@ -48,7 +49,7 @@ export class RedisBus implements Bus {
   }
 
   /** Resolves once both connections are ready; rejects after `timeoutMs`. */
-  async ready(timeoutMs = 5_000): Promise<void> {
+  async ready(timeoutMs: number = DEFAULTS.readyTimeoutMs): Promise<void> {
     await Promise.all([whenReady(this.#pub, timeoutMs), whenReady(this.#sub, timeoutMs)]);
   }
 
