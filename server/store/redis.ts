@@ -26,9 +26,11 @@
  * An empty channel's keys get a TTL of the retention time (Redis forgets it);
  * a join removes the TTL.
  */
-import { Redis } from "ioredis";
+import type { Redis } from "ioredis";
 import { Codes, type PeerEntry } from "../../protocol/mod.ts";
 import { DEFAULTS } from "../config.ts";
+import type { Logger } from "../log.ts";
+import { connectRedis, endRedis, whenReady } from "../redis_conn.ts";
 import type {
   ChannelView,
   Claim,
@@ -59,6 +61,8 @@ export interface RedisStoreOptions {
   deadMs?: number;
   /** Called when a beat finds this node was declared dead meanwhile (it stalled, or Redis was away). */
   onDeclaredDead?: () => void;
+  /** Where a lost and a regained Redis connection are reported. Default: nowhere. */
+  log?: Logger;
 }
 
 /** Peers expired by one `expirePeers` call at most; the rest wait for the next call. */
@@ -492,7 +496,7 @@ export class RedisStore implements Store {
     this.#limits = options.limits;
     this.#graceMs = options.graceMs ?? DEFAULTS.graceMs;
     this.#deadMs = options.deadMs ?? DEFAULTS.deadMs;
-    this.#redis = connectRedis(url);
+    this.#redis = connectRedis(url, { log: options.log, role: "store" });
     for (const [name, lua] of Object.entries(SCRIPTS)) {
       this.#redis.defineCommand(name, { numberOfKeys: 0, lua });
     }
@@ -739,64 +743,4 @@ export class RedisStore implements Store {
       ...args,
     );
   }
-}
-
-/**
- * A client that fails fast while Redis is down (no offline queue, no retries
- * of a command) and reconnects by itself. Shared with `redis_bus.ts`.
- */
-export function connectRedis(url: string, options: { subscriber?: boolean } = {}): Redis {
-  const redis = new Redis(url, {
-    enableOfflineQueue: false,
-    // Commands issued in one turn share one write (many relays at once).
-    enableAutoPipelining: true,
-    maxRetriesPerRequest: 0,
-    connectTimeout: 2_000,
-    // A subscriber connection waits for its messages forever.
-    commandTimeout: options.subscriber ? undefined : 5_000,
-    retryStrategy: (times) => Math.min(times * 100, 1_000),
-    // The bus re-subscribes itself once the connection is ready.
-    autoResubscribe: !options.subscriber,
-  });
-  // Without a listener an outage would be an unhandled 'error' event; the
-  // failing commands and `ping` report it instead.
-  redis.on("error", () => {});
-  return redis;
-}
-
-/** Resolves when `redis` is ready; rejects after `timeoutMs`. */
-export function whenReady(redis: Redis, timeoutMs: number): Promise<void> {
-  if (redis.status === "ready") return Promise.resolve();
-  return new Promise((resolve, reject) => {
-    const onReady = () => {
-      clearTimeout(timer);
-      resolve();
-    };
-    const timer = setTimeout(() => {
-      redis.off("ready", onReady);
-      reject(new Error(`Redis not ready after ${timeoutMs} ms`));
-    }, timeoutMs);
-    redis.once("ready", onReady);
-  });
-}
-
-/** Quits `redis` (or drops it while down) and resolves once its socket is closed. */
-export async function endRedis(redis: Redis): Promise<void> {
-  if (redis.status === "end") return;
-  if (redis.status === "reconnecting") {
-    // Between attempts there is no socket: cancelling the next attempt is all.
-    redis.disconnect();
-    return;
-  }
-  const ended = new Promise<void>((resolve) => redis.once("end", () => resolve()));
-  if (redis.status === "ready") {
-    try {
-      await redis.quit();
-    } catch {
-      redis.disconnect();
-    }
-  } else {
-    redis.disconnect();
-  }
-  await ended;
 }

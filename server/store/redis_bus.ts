@@ -10,7 +10,8 @@
 import type { Redis } from "ioredis";
 import type { Bus, Deliver, Envelope } from "../bus.ts";
 import { DEFAULTS } from "../config.ts";
-import { connectRedis, endRedis, whenReady } from "./redis.ts";
+import type { Logger } from "../log.ts";
+import { connectRedis, endRedis, whenReady } from "../redis_conn.ts";
 
 /** Options of {@linkcode RedisBus}. */
 export interface RedisBusOptions {
@@ -20,6 +21,8 @@ export interface RedisBusOptions {
   deliver: Deliver;
   /** Prefix of every Redis channel. Default {@linkcode DEFAULTS}`.redisPrefix`. */
   prefix?: string;
+  /** Where a lost and a regained Redis connection are reported. Default: nowhere. */
+  log?: Logger;
 }
 
 /** SUBSCRIBE arguments per command when (re-)subscribing many topics at once. */
@@ -40,8 +43,8 @@ export class RedisBus implements Bus {
     this.#prefix = options.prefix ?? DEFAULTS.redisPrefix;
     this.#node = options.node;
     this.#deliver = options.deliver;
-    this.#pub = connectRedis(url);
-    this.#sub = connectRedis(url, { subscriber: true });
+    this.#pub = connectRedis(url, { log: options.log, role: "bus publisher" });
+    this.#sub = connectRedis(url, { subscriber: true, log: options.log, role: "bus subscriber" });
     // SUBSCRIBE only once ready: before it, ioredis' ready check can force a
     // reconnect that drops what was published meanwhile.
     this.#sub.on("ready", () => this.#resubscribe());
