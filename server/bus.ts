@@ -1,51 +1,7 @@
 /**
- * Cross-node delivery. A node delivers to its own sockets directly and hands
- * the same envelope to the bus, which carries it to the other nodes that
- * subscribed to the topic (and never back to the publishing node). With the
- * memory store there are no other nodes and the bus is {@linkcode NoBus}.
+ * The bus moved to `bus/bus.ts`; this module re-exports it for the importers
+ * of its old path.
  *
- * Topics: `c:<channel>` (channel events), `p:<peer>` (one peer),
- * `all` (broadcasts and presence that spans channels).
+ * @module
  */
-
-/** What travels between nodes. */
-export interface Envelope {
-  /** A serialized event (one JSON object) to deliver. */
-  text?: string;
-  /** A peer id not to deliver to (the sender). */
-  except?: string;
-  /** On `all`: deliver only to local members of these channels, each once. */
-  channels?: string[];
-  /** On `c:<channel>`: this peer leaves the channel with this event (kick, ban). */
-  drop?: string;
-  /** On `p:<peer>`: close this session of the peer with 4002 (taken over). */
-  replace?: string;
-}
-
-/** Receives envelopes published by other nodes. */
-export type Deliver = (topic: string, env: Envelope) => void;
-
-/** The cross-node bus. */
-export interface Bus {
-  /** Whether envelopes can reach the other nodes now. */
-  readonly up: boolean;
-  /** Sends `env` to the other nodes subscribed to `topic`. */
-  publish(topic: string, env: Envelope): void;
-  /** Starts receiving `topic` (called once per topic by the hub). */
-  subscribe(topic: string): void;
-  /** Stops receiving `topic`. */
-  unsubscribe(topic: string): void;
-  /** Releases connections. */
-  close(): Promise<void>;
-}
-
-/** The bus of a single node: there is nobody else to tell. */
-export class NoBus implements Bus {
-  readonly up = true;
-  publish(): void {}
-  subscribe(): void {}
-  unsubscribe(): void {}
-  close(): Promise<void> {
-    return Promise.resolve();
-  }
-}
+export * from "./bus/bus.ts";

@@ -1,14 +1,12 @@
 /**
  * The Redis {@linkcode Bus}: envelopes travel over Redis pub/sub, one Redis
- * channel per topic under the key prefix.
+ * channel per topic under the key prefix, encoded as `envelope.ts` says.
  *
- * Wire format of a message: `origin node \n header \n text`, where the header
- * is the envelope without `text` as JSON (empty when there is nothing else)
- * and the text, already serialized JSON, follows verbatim — so a pubmsg is
- * neither re-encoded nor escaped. Without a text there is no second newline.
+ * @module
  */
 import type { Redis } from "ioredis";
-import type { Bus, Deliver, Envelope } from "../bus.ts";
+import type { Bus, Deliver, Envelope } from "./bus.ts";
+import { decodeEnvelope, encodeEnvelope } from "./envelope.ts";
 import { DEFAULTS } from "../config.ts";
 import type { Logger } from "../log.ts";
 import { connectRedis, endRedis, whenReady } from "../redis_conn.ts";
@@ -64,7 +62,7 @@ export class RedisBus implements Bus {
   /** Publishes `env` to `topic`; dropped while Redis is down (the hub checks {@linkcode up}). */
   publish(topic: string, env: Envelope): void {
     if (this.#pub.status !== "ready") return;
-    this.#pub.publish(this.#prefix + topic, encode(this.#node, env)).catch(() => {});
+    this.#pub.publish(this.#prefix + topic, encodeEnvelope(this.#node, env)).catch(() => {});
   }
 
   subscribe(topic: string): void {
@@ -97,30 +95,7 @@ export class RedisBus implements Bus {
 
   #receive(channel: string, payload: string): void {
     if (!channel.startsWith(this.#prefix)) return;
-    const env = decode(this.#node, payload);
+    const env = decodeEnvelope(payload, this.#node);
     if (env !== null) this.#deliver(channel.slice(this.#prefix.length), env);
   }
-}
-
-/** Encodes an envelope published by `node`. */
-function encode(node: string, env: Envelope): string {
-  const { text, ...rest } = env;
-  const header = Object.keys(rest).length === 0 ? "" : JSON.stringify(rest);
-  return text === undefined ? `${node}\n${header}` : `${node}\n${header}\n${text}`;
-}
-
-/** Decodes a message; null when `self` published it (already delivered locally) or it is garbled. */
-function decode(self: string, payload: string): Envelope | null {
-  const i = payload.indexOf("\n");
-  if (i < 0 || (i === self.length && payload.startsWith(self))) return null;
-  const j = payload.indexOf("\n", i + 1);
-  const header = j < 0 ? payload.slice(i + 1) : payload.slice(i + 1, j);
-  let env: Envelope;
-  try {
-    env = header === "" ? {} : JSON.parse(header);
-  } catch {
-    return null;
-  }
-  if (j >= 0) env.text = payload.slice(j + 1);
-  return env;
 }
