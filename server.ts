@@ -18,7 +18,7 @@ import { slash } from "./server/frontends/slash.ts";
 import { Hub } from "./server/hub/mod.ts";
 import { createLogger } from "./server/log.ts";
 import { MemoryStore } from "./server/store/memory.ts";
-import type { Bus } from "./server/bus.ts";
+import type { Bus } from "./server/bus/bus.ts";
 import type { Store } from "./server/store/store.ts";
 import type { Listener, ServeOptions } from "./server/serve.ts";
 
@@ -51,7 +51,7 @@ let store: Store = new MemoryStore(limits);
 let bus: Bus | undefined;
 if (config.redis !== undefined) {
   const { RedisStore } = await import("./server/store/redis.ts");
-  const { RedisBus } = await import("./server/store/redis_bus.ts");
+  const { RedisBus } = await import("./server/bus/redis.ts");
   const redisStore = new RedisStore(config.redis, {
     prefix: config.redisPrefix,
     node,

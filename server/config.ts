@@ -32,6 +32,39 @@ export interface Config {
   help: boolean;
 }
 
+/**
+ * Every default, written once: the options' defaults below, the Redis store's
+ * and bus's (which take them as constructor options), and the hub's.
+ */
+export const DEFAULTS = {
+  port: 3012,
+  host: "0.0.0.0",
+  /** Prefix of every Redis key and pub/sub channel. */
+  redisPrefix: "signaller:",
+  /** Disconnect grace, ms; also the grace of the peers of a node declared dead. */
+  graceMs: 30_000,
+  handshakeMs: 10_000,
+  /** How long an empty channel and a pending invite are kept, ms. */
+  retentionMs: 3_600_000,
+  maxFrame: 65_536,
+  rate: 20,
+  burst: 40,
+  presenceLimit: 1000,
+  maxBuffered: 1_048_576,
+  maxChannels: 100,
+  /** Messages kept per stream; 0 turns message streams off. */
+  history: 100,
+  /** How long a stream's history is kept after its last message, ms. */
+  historyTtlMs: 300_000,
+  log: "info",
+  /** How often a node beats into Redis, ms. */
+  heartbeatMs: 1_000,
+  /** A node whose last beat is older than this is declared dead, ms. */
+  deadMs: 6_000,
+  /** How long the Redis store's and bus's `ready()` wait for a connection, ms. */
+  readyTimeoutMs: 5_000,
+} as const;
+
 interface Option {
   flag: string;
   env: string;
@@ -45,11 +78,11 @@ export const OPTIONS: Record<Exclude<keyof Config, "help">, Option> = {
   port: {
     flag: "port",
     env: "PORT",
-    def: "3012",
+    def: String(DEFAULTS.port),
     kind: "int",
     help: "listen port (0: any free port)",
   },
-  host: { flag: "host", env: "HOST", def: "0.0.0.0", kind: "string", help: "listen address" },
+  host: { flag: "host", env: "HOST", def: DEFAULTS.host, kind: "string", help: "listen address" },
   redis: {
     flag: "redis",
     env: "REDIS_URL",
@@ -59,7 +92,7 @@ export const OPTIONS: Record<Exclude<keyof Config, "help">, Option> = {
   redisPrefix: {
     flag: "redis-prefix",
     env: "REDIS_PREFIX",
-    def: "signaller:",
+    def: DEFAULTS.redisPrefix,
     kind: "string",
     help: "key and channel prefix in Redis",
   },
@@ -87,77 +120,77 @@ export const OPTIONS: Record<Exclude<keyof Config, "help">, Option> = {
   graceMs: {
     flag: "grace-ms",
     env: "SIGNALLER_GRACE_MS",
-    def: "30000",
+    def: String(DEFAULTS.graceMs),
     kind: "int",
     help: "disconnect grace period",
   },
   handshakeMs: {
     flag: "handshake-ms",
     env: "SIGNALLER_HANDSHAKE_MS",
-    def: "10000",
+    def: String(DEFAULTS.handshakeMs),
     kind: "int",
     help: "time allowed before /descp",
   },
   retentionMs: {
     flag: "retention-ms",
     env: "SIGNALLER_RETENTION_MS",
-    def: "3600000",
+    def: String(DEFAULTS.retentionMs),
     kind: "int",
     help: "how long an empty channel is kept",
   },
   maxFrame: {
     flag: "max-frame",
     env: "SIGNALLER_MAX_FRAME",
-    def: "65536",
+    def: String(DEFAULTS.maxFrame),
     kind: "int",
     help: "largest accepted frame, bytes",
   },
   rate: {
     flag: "rate",
     env: "SIGNALLER_RATE",
-    def: "20",
+    def: String(DEFAULTS.rate),
     kind: "int",
     help: "messages per second per peer (0: no rate limiting)",
   },
   burst: {
     flag: "burst",
     env: "SIGNALLER_BURST",
-    def: "40",
+    def: String(DEFAULTS.burst),
     kind: "int",
     help: "message burst per peer",
   },
   presenceLimit: {
     flag: "presence-limit",
     env: "SIGNALLER_PRESENCE_LIMIT",
-    def: "1000",
+    def: String(DEFAULTS.presenceLimit),
     kind: "int",
     help: "channels bigger than this send no join/quit/away events",
   },
   maxBuffered: {
     flag: "max-buffered",
     env: "SIGNALLER_MAX_BUFFERED",
-    def: "1048576",
+    def: String(DEFAULTS.maxBuffered),
     kind: "int",
     help: "bytes queued to one client before it is closed 4008",
   },
   maxChannels: {
     flag: "max-channels",
     env: "SIGNALLER_MAX_CHANNELS",
-    def: "100",
+    def: String(DEFAULTS.maxChannels),
     kind: "int",
     help: "channels one peer may be in",
   },
   history: {
     flag: "history",
     env: "SIGNALLER_HISTORY",
-    def: "100",
+    def: String(DEFAULTS.history),
     kind: "int",
     help: "messages kept per stream for recovery after a reconnect (0: streams off)",
   },
   historyTtlMs: {
     flag: "history-ttl",
     env: "SIGNALLER_HISTORY_TTL",
-    def: "300000",
+    def: String(DEFAULTS.historyTtlMs),
     kind: "int",
     help: "how long a stream's history is kept after its last message",
   },
@@ -195,7 +228,7 @@ export const OPTIONS: Record<Exclude<keyof Config, "help">, Option> = {
   log: {
     flag: "log",
     env: "SIGNALLER_LOG",
-    def: "info",
+    def: DEFAULTS.log,
     kind: "level",
     help: "log level: debug, info, warn, error",
   },
@@ -262,6 +295,3 @@ export function usage(): string {
   lines.push("  --help                  print this text");
   return lines.join("\n");
 }
-
-/** Every option's default, resolved from {@linkcode OPTIONS}: the one place defaults are written. */
-export const DEFAULTS: Readonly<Config> = parseConfig([], {});

@@ -11,7 +11,7 @@ import {
   type CommandName,
   type ReplyData,
 } from "../../protocol/mod.ts";
-import type { Bus } from "../bus.ts";
+import type { Bus } from "../bus/bus.ts";
 import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import { type Fail, failed, type Store } from "../store/store.ts";

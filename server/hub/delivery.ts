@@ -5,7 +5,7 @@
  * Every send checks the slow-consumer limit (close 4008).
  */
 import { CloseCodes } from "../../protocol/mod.ts";
-import type { Bus, Envelope } from "../bus.ts";
+import type { Bus, Envelope } from "../bus/bus.ts";
 import type { Metrics } from "../metrics.ts";
 import type { Outbound } from "./events.ts";
 import type { Connection, Session } from "./session.ts";

@@ -41,7 +41,7 @@ import {
   MESSAGE_COMMANDS,
   newId,
 } from "../../protocol/mod.ts";
-import { type Bus, type Envelope, NoBus } from "../bus.ts";
+import { type Bus, type Envelope, NoBus } from "../bus/bus.ts";
 import { DEFAULTS } from "../config.ts";
 import { PeerRate } from "../limits.ts";
 import { type Logger, silent } from "../log.ts";

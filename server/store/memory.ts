@@ -1,23 +1,24 @@
 /** The in-memory {@linkcode Store}: the default, for one node. State dies with the process. */
 import { Codes, type PeerEntry } from "../../protocol/mod.ts";
+import { DEFAULTS } from "../config.ts";
+import { sameSecret } from "../secrets.ts";
 import { Ring } from "./ring.ts";
-import {
-  type Appended,
-  type ChannelView,
-  type Claim,
-  type Claimed,
-  type Expired,
-  type Fail,
-  type Joined,
-  type PeerView,
-  type Position,
-  type Presence,
-  type Routed,
-  sameHash,
-  type Store,
-  type StoreLimits,
-  type StreamName,
-  type Touched,
+import type {
+  Appended,
+  ChannelView,
+  Claim,
+  Claimed,
+  Expired,
+  Fail,
+  Joined,
+  PeerView,
+  Position,
+  Presence,
+  Routed,
+  Store,
+  StoreLimits,
+  StreamName,
+  Touched,
 } from "./store.ts";
 
 interface Peer {
@@ -70,7 +71,7 @@ export class MemoryStore implements Store {
     this.#limits = limits;
     this.#now = now;
     this.history = limits.history ?? 0;
-    this.#historyTtlMs = limits.historyTtlMs ?? 300_000;
+    this.#historyTtlMs = limits.historyTtlMs ?? DEFAULTS.historyTtlMs;
   }
 
   claimPeer(c: Claim): Promise<Claimed | Fail> {
@@ -90,7 +91,7 @@ export class MemoryStore implements Store {
       });
       return Promise.resolve({ fresh: true, channels: [], away: false });
     }
-    if (c.resumeHash === null || !sameHash(c.resumeHash, p.resumeHash)) {
+    if (c.resumeHash === null || !sameSecret(c.resumeHash, p.resumeHash)) {
       return Promise.resolve(fail(Codes.ERR_NICKNAMEINUSE));
     }
     const replaced = p.node === null ? undefined : { node: p.node, session: p.session };
@@ -216,7 +217,7 @@ export class MemoryStore implements Store {
     }
     if (ch.bans.has(id)) return Promise.resolve(fail(Codes.ERR_BANNEDFROMCHAN));
     const invited = (ch.invites.get(id) ?? 0) > now;
-    if (ch.keyHash !== null && !invited && (keyHash === null || !sameHash(keyHash, ch.keyHash))) {
+    if (ch.keyHash !== null && !invited && (keyHash === null || !sameSecret(keyHash, ch.keyHash))) {
       return Promise.resolve(fail(Codes.ERR_BADCHANNELKEY));
     }
     if (p.channels.size >= this.#limits.maxChannels) {

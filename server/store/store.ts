@@ -212,11 +212,3 @@ export interface Store {
   /** Flushes and releases connections. */
   close(): Promise<void>;
 }
-
-/** Constant-time comparison of two strings of hex digits (hashes). */
-export function sameHash(a: string, b: string): boolean {
-  if (a.length !== b.length) return false;
-  let diff = 0;
-  for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i);
-  return diff === 0;
-}

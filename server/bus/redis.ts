@@ -1,15 +1,15 @@
 /**
  * The Redis {@linkcode Bus}: envelopes travel over Redis pub/sub, one Redis
- * channel per topic under the key prefix.
+ * channel per topic under the key prefix, encoded as `envelope.ts` says.
  *
- * Wire format of a message: `origin node \n header \n text`, where the header
- * is the envelope without `text` as JSON (empty when there is nothing else)
- * and the text, already serialized JSON, follows verbatim — so a pubmsg is
- * neither re-encoded nor escaped. Without a text there is no second newline.
+ * @module
  */
 import type { Redis } from "ioredis";
-import type { Bus, Deliver, Envelope } from "../bus.ts";
-import { connectRedis, endRedis, whenReady } from "./redis.ts";
+import type { Bus, Deliver, Envelope } from "./bus.ts";
+import { decodeEnvelope, encodeEnvelope } from "./envelope.ts";
+import { DEFAULTS } from "../config.ts";
+import type { Logger } from "../log.ts";
+import { connectRedis, endRedis, whenReady } from "../redis_conn.ts";
 
 /** Options of {@linkcode RedisBus}. */
 export interface RedisBusOptions {
@@ -17,8 +17,10 @@ export interface RedisBusOptions {
   node: string;
   /** Receives envelopes from the other nodes. */
   deliver: Deliver;
-  /** Prefix of every Redis channel. Default `"signaller:"`. */
+  /** Prefix of every Redis channel. Default {@linkcode DEFAULTS}`.redisPrefix`. */
   prefix?: string;
+  /** Where a lost and a regained Redis connection are reported. Default: nowhere. */
+  log?: Logger;
 }
 
 /** SUBSCRIBE arguments per command when (re-)subscribing many topics at once. */
@@ -36,11 +38,11 @@ export class RedisBus implements Bus {
 
   /** Connects a publisher and a subscriber in the background; both reconnect by themselves. */
   constructor(url: string, options: RedisBusOptions) {
-    this.#prefix = options.prefix ?? "signaller:";
+    this.#prefix = options.prefix ?? DEFAULTS.redisPrefix;
     this.#node = options.node;
     this.#deliver = options.deliver;
-    this.#pub = connectRedis(url);
-    this.#sub = connectRedis(url, { subscriber: true });
+    this.#pub = connectRedis(url, { log: options.log, role: "bus publisher" });
+    this.#sub = connectRedis(url, { subscriber: true, log: options.log, role: "bus subscriber" });
     // SUBSCRIBE only once ready: before it, ioredis' ready check can force a
     // reconnect that drops what was published meanwhile.
     this.#sub.on("ready", () => this.#resubscribe());
@@ -48,7 +50,7 @@ export class RedisBus implements Bus {
   }
 
   /** Resolves once both connections are ready; rejects after `timeoutMs`. */
-  async ready(timeoutMs = 5_000): Promise<void> {
+  async ready(timeoutMs: number = DEFAULTS.readyTimeoutMs): Promise<void> {
     await Promise.all([whenReady(this.#pub, timeoutMs), whenReady(this.#sub, timeoutMs)]);
   }
 
@@ -60,7 +62,7 @@ export class RedisBus implements Bus {
   /** Publishes `env` to `topic`; dropped while Redis is down (the hub checks {@linkcode up}). */
   publish(topic: string, env: Envelope): void {
     if (this.#pub.status !== "ready") return;
-    this.#pub.publish(this.#prefix + topic, encode(this.#node, env)).catch(() => {});
+    this.#pub.publish(this.#prefix + topic, encodeEnvelope(this.#node, env)).catch(() => {});
   }
 
   subscribe(topic: string): void {
@@ -93,30 +95,7 @@ export class RedisBus implements Bus {
 
   #receive(channel: string, payload: string): void {
     if (!channel.startsWith(this.#prefix)) return;
-    const env = decode(this.#node, payload);
+    const env = decodeEnvelope(payload, this.#node);
     if (env !== null) this.#deliver(channel.slice(this.#prefix.length), env);
   }
-}
-
-/** Encodes an envelope published by `node`. */
-function encode(node: string, env: Envelope): string {
-  const { text, ...rest } = env;
-  const header = Object.keys(rest).length === 0 ? "" : JSON.stringify(rest);
-  return text === undefined ? `${node}\n${header}` : `${node}\n${header}\n${text}`;
-}
-
-/** Decodes a message; null when `self` published it (already delivered locally) or it is garbled. */
-function decode(self: string, payload: string): Envelope | null {
-  const i = payload.indexOf("\n");
-  if (i < 0 || (i === self.length && payload.startsWith(self))) return null;
-  const j = payload.indexOf("\n", i + 1);
-  const header = j < 0 ? payload.slice(i + 1) : payload.slice(i + 1, j);
-  let env: Envelope;
-  try {
-    env = header === "" ? {} : JSON.parse(header);
-  } catch {
-    return null;
-  }
-  if (j >= 0) env.text = payload.slice(j + 1);
-  return env;
 }

@@ -8,7 +8,7 @@
  * `all` (broadcasts and presence that spans channels).
  */
 
-import type { EventType } from "../protocol/mod.ts";
+import type { EventType } from "../../protocol/mod.ts";
 
 /** What travels between nodes. */
 export interface Envelope {
