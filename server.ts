@@ -47,6 +47,8 @@ const limits = {
   historyTtlMs: config.historyTtlMs,
 };
 
+// Declared before the store: Redis may report this node dead before the hub exists.
+let hub: Hub | undefined;
 let store: Store = new MemoryStore(limits);
 let bus: Bus | undefined;
 if (config.redis !== undefined) {
@@ -58,13 +60,13 @@ if (config.redis !== undefined) {
     graceMs: config.graceMs,
     limits,
     // Declared dead while alive (a stall, a long Redis outage): its sessions are over.
-    onDeclaredDead: () => hub.closeAll("this node lost its place in the cluster; resume"),
+    onDeclaredDead: () => hub?.closeAll("this node lost its place in the cluster; resume"),
   });
   const redisBus = new RedisBus(config.redis, {
     prefix: config.redisPrefix,
     // Its own messages are recognised by a per-process id, never shared by two processes.
     node: newId(),
-    deliver: (topic, env) => hub.deliver(topic, env),
+    deliver: (topic, env) => hub?.deliver(topic, env),
   });
   // The bus delivers only on topics the hub subscribed to, so `hub` exists by then.
   [store, bus] = [redisStore, redisBus];
@@ -76,7 +78,7 @@ if (config.redis !== undefined) {
   }
 }
 
-const hub: Hub = new Hub({
+hub = new Hub({
   store,
   bus,
   node,
@@ -128,7 +130,7 @@ async function stop(signal: string): Promise<void> {
   if (stopping) return;
   stopping = true;
   log.info("shutting down", { signal });
-  await hub.shutdown();
+  await hub?.shutdown();
   await listener.close();
   process.exit(0);
 }

@@ -480,11 +480,16 @@ return declaredDead
     decodeBeat,
   ),
 
-  /** A node's shutdown (or its successor's start): its remaining peers enter their grace. */
+  /**
+   * A node's shutdown (or its successor's start): its remaining peers enter
+   * their grace. A death mark the cluster left for it is cleared: it belonged
+   * to the process that died, and a successor must not take it as its own.
+   */
   nodeDown: script<[node: string, graceUntil: number], void>(
     `
 local node, graceUntil = unpack(ARGV, 3)
 releaseNode(node, graceUntil)
+redis.call('DEL', K.deadNode(node))
 return 0
 `,
     decodeNothing,
