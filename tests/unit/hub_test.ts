@@ -257,3 +257,40 @@ Deno.test("hub: a retried /join the store already applied makes the peer a membe
   await t.say(a.c, `/pubmsg ${ch} hi`);
   assert.equal(b.c.events("pubmsg").length, 1);
 });
+
+Deno.test("hub: live messages during a resume's replay come after it, each once", async () => {
+  const store = new MemoryStore({ ...limits, history: 100, historyTtlMs: 60_000 });
+  // `since` waits for the gate: a message is published while the replay is being read.
+  let open!: () => void;
+  const gate = new Promise<void>((r) => (open = r));
+  const since = store.since.bind(store);
+  store.since = async (stream, from) => {
+    await gate;
+    return since(stream, from);
+  };
+  await using t = setup({ store });
+  const a = await t.peer("a");
+  const b = await t.peer("b");
+  const ch = newChannelId();
+  await t.say(a.c, `/join ${ch}`);
+  const position = (a.c.replies().at(-1)!.data as { stream: { epoch: string; seq: number } })
+    .stream;
+  await t.say(b.c, `/join ${ch}`);
+  a.c.session.closed();
+  await t.say(b.c, `/pubmsg ${ch} one`, `/pubmsg ${ch} two`);
+
+  const a2 = t.open();
+  const since0 = { channels: { [ch]: position } };
+  await t.say(
+    a2,
+    `/descp ${JSON.stringify({ id: a.id, name: "a", resume: a.resume, since: since0 })}`,
+  );
+  assert.equal(a2.replies().length, 0, "the replay is being read");
+  await t.say(b.c, `/pubmsg ${ch} three`);
+  assert.equal(a2.frames.length, 0, "nothing reaches the resuming socket before its reply");
+  open();
+  await t.say(a2);
+  await t.say(b.c, `/pubmsg ${ch} four`);
+  const seen = a2.messages.map((m) => m.type === "pubmsg" ? `${m.seq}:${m.text}` : m.type);
+  assert.deepEqual(seen, ["ok", "1:one", "2:two", "3:three", "4:four"]);
+});
