@@ -126,13 +126,32 @@ log.info("started", {
 });
 
 let stopping = false;
+/** Shuts down gracefully within `--shutdown-ms`; exits 0 when it did, 1 when it could not. */
 async function stop(signal: string): Promise<void> {
   if (stopping) return;
   stopping = true;
   log.info("shutting down", { signal });
-  await hub?.shutdown();
-  await listener.close();
-  process.exit(0);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<"late">((resolve) => {
+    timer = setTimeout(() => resolve("late"), config.shutdownMs);
+  });
+  const done = Promise.all([hub?.shutdown(), listener.close()]).then(() => "done" as const);
+  let code = 0;
+  try {
+    if (await Promise.race([done, deadline]) === "late") {
+      log.error("shutdown did not finish in time; exiting", { shutdownMs: config.shutdownMs });
+      code = 1;
+    }
+  } catch (e) {
+    hub?.unexpected("shutdown", e);
+    code = 1;
+  }
+  clearTimeout(timer);
+  process.exit(code);
 }
+// Nothing a client sends may take the process down: a failure nobody caught is logged,
+// counted in /metrics, and the server goes on serving everyone else.
+process.on("unhandledRejection", (reason) => hub?.unexpected("unhandled rejection", reason));
+process.on("uncaughtException", (error) => hub?.unexpected("uncaught exception", error));
 process.on("SIGTERM", () => void stop("SIGTERM"));
 process.on("SIGINT", () => void stop("SIGINT"));

@@ -22,6 +22,7 @@ export interface Config {
   maxChannels: number;
   history: number;
   historyTtlMs: number;
+  shutdownMs: number;
   allowOrigin?: string[];
   stun?: string[];
   turn?: string[];
@@ -56,6 +57,8 @@ export const DEFAULTS = {
   history: 100,
   /** How long a stream's history is kept after its last message, ms. */
   historyTtlMs: 300_000,
+  /** How long a graceful shutdown may take before the process exits anyway, ms. */
+  shutdownMs: 10_000,
   log: "info",
   /** How often a node beats into Redis, ms. */
   heartbeatMs: 1_000,
@@ -193,6 +196,13 @@ export const OPTIONS: Record<Exclude<keyof Config, "help">, Option> = {
     def: String(DEFAULTS.historyTtlMs),
     kind: "int",
     help: "how long a stream's history is kept after its last message",
+  },
+  shutdownMs: {
+    flag: "shutdown-ms",
+    env: "SIGNALLER_SHUTDOWN_MS",
+    def: String(DEFAULTS.shutdownMs),
+    kind: "int",
+    help: "how long a graceful shutdown (SIGTERM, SIGINT) may take before the process exits",
   },
   allowOrigin: {
     flag: "allow-origin",

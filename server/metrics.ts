@@ -38,6 +38,8 @@ export class Metrics {
   readonly messagesIn = new Map<string, number>();
   readonly messagesOut = new Map<string, number>();
   readonly errors = new Map<number, number>();
+  /** Failures nobody planned for (a bug, a store that threw), by where they happened. */
+  readonly unexpected = new Map<string, number>();
   readonly fanout = new Histogram();
   readonly store = new Histogram();
   gauges: () => Record<string, number> = () => ({});
@@ -60,6 +62,7 @@ export class Metrics {
     counter("signaller_messages_in_total", "type", this.messagesIn);
     counter("signaller_messages_out_total", "type", this.messagesOut);
     counter("signaller_errors_total", "code", this.errors);
+    counter("signaller_unexpected_errors_total", "where", this.unexpected);
     out.push(
       "# TYPE signaller_fanout_seconds histogram",
       ...this.fanout.render("signaller_fanout_seconds"),

@@ -127,7 +127,7 @@ class SlashSocket implements SocketHandler {
       if (e.close !== undefined) this.#closeAfterReply = e.close;
       return void this.#error(cmd, e.code, e.message);
     }
-    this.#hub.log.error("command failed", { cmd, peer: this.#s.id, error: String(e) });
+    this.#hub.unexpected("command", e, { cmd, peer: this.#s.id });
     this.#error(
       cmd,
       Codes.ERR_UNAVAILABLE,

@@ -79,7 +79,7 @@ export class Context {
   readonly now: () => number;
 
   constructor(
-    parts: Omit<Context, "timed" | "must" | "needBus" | "showsPresence">,
+    parts: Omit<Context, "timed" | "must" | "needBus" | "showsPresence" | "unexpected">,
   ) {
     this.node = parts.node;
     this.options = parts.options;
@@ -108,6 +108,12 @@ export class Context {
     return r;
   }
 
+  /** Logs an unexpected failure with its context and counts it in `/metrics`. */
+  unexpected(where: string, error: unknown, fields: Record<string, unknown> = {}): void {
+    this.metrics.count(this.metrics.unexpected, where);
+    this.log.error(`unexpected failure: ${where}`, { ...fields, error: describe(error) });
+  }
+
   /** A command whose events must reach the other nodes fails rather than half-delivers. */
   needBus(): void {
     if (!this.bus.up) refuse(Codes.ERR_UNAVAILABLE, "The cluster is unreachable; try again");
@@ -120,6 +126,11 @@ export class Context {
   showsPresence(members: number): boolean {
     return members <= this.options.presenceLimit;
   }
+}
+
+/** An error as a log field: its stack when it has one. */
+export function describe(error: unknown): string {
+  return error instanceof Error ? error.stack ?? String(error) : String(error);
 }
 
 /** The human message of an error a store operation returned. */

@@ -163,7 +163,7 @@ export function disconnected(ctx: Context, s: Session): Promise<void> {
   if (s.id === null || s.replaced) return Promise.resolve();
   ctx.delivery.forget(s);
   return ctx.timed(ctx.store.releasePeer(s.id, s.nonce, ctx.now() + ctx.options.graceMs))
-    .catch((e) => ctx.log.error("release failed", { peer: s.id, error: String(e) }));
+    .catch((e) => ctx.unexpected("release", e, { peer: s.id }));
 }
 
 /** Quits the peers whose grace ended, once for the whole cluster, every `sweepMs`. */

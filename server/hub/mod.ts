@@ -217,6 +217,11 @@ export class Hub {
     );
   }
 
+  /** Logs an unexpected failure of a front-end or adapter, and counts it in `/metrics`. */
+  unexpected(where: string, error: unknown, fields?: Record<string, unknown>): void {
+    this.#ctx.unexpected(where, error, fields);
+  }
+
   /** Whether the store answers (for `/healthz`). */
   healthy(): Promise<boolean> {
     return this.#ctx.store.ping().catch(() => false);

@@ -294,3 +294,23 @@ Deno.test("hub: live messages during a resume's replay come after it, each once"
   const seen = a2.messages.map((m) => m.type === "pubmsg" ? `${m.seq}:${m.text}` : m.type);
   assert.deepEqual(seen, ["ok", "1:one", "2:two", "3:three", "4:four"]);
 });
+
+Deno.test("hub: a store call that throws gets 503, is counted, and the session keeps answering", async () => {
+  const store = new MemoryStore(limits);
+  const join = store.join.bind(store);
+  let failures = 1;
+  store.join = (id, channel, key) => {
+    if (failures-- > 0) return Promise.reject(new Error("injected store failure"));
+    return join(id, channel, key);
+  };
+  await using t = setup({ store });
+  const a = await t.peer("a");
+  const ch = newChannelId();
+  await t.say(a.c, `/join ${ch}`, `/whois ${a.id}`, `/join ${ch}`);
+  const [failed, whois, joined] = a.c.replies().slice(-3);
+  assert.equal(failed.code, Codes.ERR_UNAVAILABLE);
+  assert.equal(whois.type, "ok");
+  assert.equal(joined.type, "ok");
+  assert.equal(t.hub.metrics.unexpected.get("command"), 1);
+  assert.match(t.hub.metrics.render(), /signaller_unexpected_errors_total\{where="command"\} 1/);
+});
