@@ -47,7 +47,9 @@ const limits = {
   historyTtlMs: config.historyTtlMs,
 };
 
-// Declared before the store: Redis may report this node dead before the hub exists.
+// Declared before the store: Redis may report this node dead before the hub exists, and the
+// callbacks below must then find no hub rather than a variable not yet initialised.
+// deno-lint-ignore prefer-const
 let hub: Hub | undefined;
 let store: Store = new MemoryStore(limits);
 let bus: Bus | undefined;
