@@ -16,6 +16,7 @@
 export * from "./codes.ts";
 export * from "./grammar.ts";
 export * from "./ids.ts";
+export * from "./limits.ts";
 export * from "./messages.ts";
 
 /** Version of the protocol this module implements. */
