@@ -3,7 +3,7 @@
  * scripted fake socket (FIFO, events, reconnect decisions, timers), and the
  * client against the real server spawned on a free port.
  */
-import { startServer as start } from "./harness.ts";
+import { startServer as start } from "../harness.ts";
 import assert from "node:assert/strict";
 import {
   backoffCeiling,
@@ -15,10 +15,10 @@ import {
   SignallerError,
   type SignallerEventMap,
   type WebSocketConstructor,
-} from "../client/mod.ts";
-import { resolveBackoff } from "../client/backoff.ts";
-import { newChannelId, newId } from "../protocol/ids.ts";
-import type { EventOf } from "../protocol/messages.ts";
+} from "../../client/mod.ts";
+import { resolveBackoff } from "../../client/backoff.ts";
+import { newChannelId, newId } from "../../protocol/ids.ts";
+import type { EventOf } from "../../protocol/messages.ts";
 
 // ---- backoff ----------------------------------------------------------------
 
