@@ -215,12 +215,6 @@ export class Connection {
       return;
     }
     this.#ws = ws;
-    this.#attemptTimer = setTimeout(() => {
-      this.#attemptTimer = undefined;
-      if (ws !== this.#ws) return;
-      this.#timedOut = true;
-      ws.close(CLIENT_GAVE_UP, "timeout");
-    }, this.#o.timeoutMs);
     const sink: FrameSink = {
       event: (ev) => this.#o.owner.event(ev),
       invalid: (line, reason) => this.#o.emitter.emit("invalid", { line, reason }),
@@ -240,6 +234,14 @@ export class Connection {
     ws.onclose = (ev) => this.#onClose(ws, ev.code, ev.reason);
     // An error is always followed by a close event, which does the work.
     ws.onerror = () => {};
+    // Only now, with the handlers in place: a runtime may run pending tasks inside a first
+    // setTimeout (Deno loads its timers lazily), and a socket's open must not slip through.
+    this.#attemptTimer = setTimeout(() => {
+      this.#attemptTimer = undefined;
+      if (ws !== this.#ws) return;
+      this.#timedOut = true;
+      ws.close(CLIENT_GAVE_UP, "timeout");
+    }, this.#o.timeoutMs);
   }
 
   #onDescribed(ws: WebSocket, data: ReplyData<"descp">): void {
