@@ -174,9 +174,8 @@ export class Connection {
         new SignallerClientError("not-connected", `Cannot /${cmd}: the client is ${this.#state}`),
       );
     }
-    return this.#replies.send(cmd, formatCommand(cmd, words, text), (f) => ws.send(f)) as Promise<
-      ReplyData<C>
-    >;
+    const frame = formatCommand(cmd, words, text);
+    return this.#replies.send(cmd, () => ws.send(frame)) as Promise<ReplyData<C>>;
   }
 
   // ---- one attempt ----------------------------------------------------------
@@ -223,7 +222,7 @@ export class Connection {
     ws.onopen = () => {
       if (ws !== this.#ws) return;
       const frame = formatCommand("descp", [], this.#o.owner.descp(token));
-      this.#replies.send("descp", frame, (f) => ws.send(f)).then(
+      this.#replies.send("descp", () => ws.send(frame)).then(
         (data) => this.#onDescribed(ws, data as ReplyData<"descp">),
         (e) => this.#onDescpFailed(ws, asError(e)),
       );

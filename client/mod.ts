@@ -142,7 +142,7 @@ export class SignallerClient {
     this.#conn = new Connection(String(url), {
       owner: {
         token: () => typeof this.#token === "function" ? this.#token() : this.#token,
-        descp: (token) => this.#descpJson(this.#name, this.#meta, token, this.#resume),
+        descp: (token) => this.#descpJson(this.#name, this.#meta, { token, resume: this.#resume }),
         described: (data, resumed) => this.#onDescribed(data, resumed),
         event: (ev) => this.#onEvent(ev),
       },
@@ -248,7 +248,7 @@ export class SignallerClient {
     const meta = update.meta ?? this.#meta;
     const t = this.#token;
     const token = typeof t === "function" ? await t() : t;
-    const data = await this.#conn.command("descp", [], this.#descpJson(name, meta, token));
+    const data = await this.#conn.command("descp", [], this.#descpJson(name, meta, { token }));
     this.#name = name;
     this.#meta = { ...meta };
     this.#described = data;
@@ -341,15 +341,14 @@ export class SignallerClient {
   #descpJson(
     name: string,
     meta: Record<string, unknown>,
-    token: string | undefined,
-    resume?: string,
+    reserved: { token?: string; resume?: string },
   ): string {
     const body: Record<string, unknown> = { ...meta, id: this.#id, name };
     delete body.resume;
     delete body.token;
     delete body.admin;
-    if (resume !== undefined) body.resume = resume;
-    if (token !== undefined) body.token = token;
+    if (reserved.resume !== undefined) body.resume = reserved.resume;
+    if (reserved.token !== undefined) body.token = reserved.token;
     if (this.#admin !== undefined) body.admin = this.#admin;
     return JSON.stringify(body);
   }

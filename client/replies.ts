@@ -31,16 +31,16 @@ export class ReplyQueue {
   #pending: Pending[] = [];
 
   /**
-   * Sends `frame` (command `cmd`) with `send` and resolves with its reply's
+   * Sends command `cmd` with `transmit` and resolves with its reply's
    * `data`, checked against the command's schema; rejects with a
    * {@linkcode SignallerError} on an error reply.
    */
-  send(cmd: CommandName, frame: string, send: (frame: string) => void): Promise<unknown> {
+  send(cmd: CommandName, transmit: () => void): Promise<unknown> {
     return new Promise((resolve, reject) => {
       const entry: Pending = { cmd, resolve, reject };
       this.#pending.push(entry);
       try {
-        send(frame);
+        transmit();
       } catch (e) {
         // Never sent, so no reply will come for it.
         const i = this.#pending.lastIndexOf(entry);
