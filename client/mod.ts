@@ -107,8 +107,9 @@ export interface SignallerClientOptions {
  *   `rejected`: another try would evict the newer session, or fail the same way.
  * - 4003 (flood) and 4008 (too slow: messages not read) reconnect and resume
  *   like any drop: the server closed for load, not for who the peer is, and
- *   keeps the session for its grace period. The commands in flight rejected
- *   with `closed` and are not sent again, so the flood is not replayed.
+ *   keeps the session for its grace period. The commands in flight are
+ *   rejected with `closed` and never sent again, so the flood is not
+ *   replayed; the `reconnecting` event's `code` tells the application why.
  * - 1001 (server going away), 1006 (network) and anything else reconnect.
  *
  * A reconnect's `/descp` refused with 503 (the server's store is unreachable)
