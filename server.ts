@@ -45,6 +45,10 @@ const limits = {
   retentionMs: config.retentionMs,
   history: config.history,
   historyTtlMs: config.historyTtlMs,
+  maxBans: config.maxBans,
+  maxInvites: config.maxInvites,
+  maxMembers: config.maxMembers,
+  maxCreates: config.maxCreates,
 };
 
 // Declared before the store: Redis may report this node dead before the hub exists, and the

@@ -23,6 +23,10 @@ export interface Config {
   history: number;
   historyTtlMs: number;
   shutdownMs: number;
+  maxBans: number;
+  maxInvites: number;
+  maxMembers: number;
+  maxCreates: number;
   allowOrigin?: string[];
   stun?: string[];
   turn?: string[];
@@ -57,6 +61,14 @@ export const DEFAULTS = {
   history: 100,
   /** How long a stream's history is kept after its last message, ms. */
   historyTtlMs: 300_000,
+  /** Bans one channel may hold. */
+  maxBans: 1000,
+  /** Pending invites one channel may hold. */
+  maxInvites: 1000,
+  /** Members one channel may hold; 0: no limit. */
+  maxMembers: 0,
+  /** Channels one peer may create per hour. */
+  maxCreates: 200,
   /** How long a graceful shutdown may take before the process exits anyway, ms. */
   shutdownMs: 10_000,
   log: "info",
@@ -196,6 +208,34 @@ export const OPTIONS: Record<Exclude<keyof Config, "help">, Option> = {
     def: String(DEFAULTS.historyTtlMs),
     kind: "int",
     help: "how long a stream's history is kept after its last message",
+  },
+  maxBans: {
+    flag: "max-bans",
+    env: "SIGNALLER_MAX_BANS",
+    def: String(DEFAULTS.maxBans),
+    kind: "int",
+    help: "bans one channel may hold (then 478)",
+  },
+  maxInvites: {
+    flag: "max-invites",
+    env: "SIGNALLER_MAX_INVITES",
+    def: String(DEFAULTS.maxInvites),
+    kind: "int",
+    help: "pending invites one channel may hold (then 478)",
+  },
+  maxMembers: {
+    flag: "max-members",
+    env: "SIGNALLER_MAX_MEMBERS",
+    def: String(DEFAULTS.maxMembers),
+    kind: "int",
+    help: "members one channel may hold, 0 for no limit (then 471)",
+  },
+  maxCreates: {
+    flag: "max-creates",
+    env: "SIGNALLER_MAX_CREATES",
+    def: String(DEFAULTS.maxCreates),
+    kind: "int",
+    help: "channels one peer may create per hour (then 263 with retryAfterMs)",
   },
   shutdownMs: {
     flag: "shutdown-ms",

@@ -125,7 +125,7 @@ class SlashSocket implements SocketHandler {
   #fail(cmd: CommandName, e: unknown): void {
     if (e instanceof Refusal) {
       if (e.close !== undefined) this.#closeAfterReply = e.close;
-      return void this.#error(cmd, e.code, e.message);
+      return void this.#error(cmd, e.code, e.message, e.retryAfterMs);
     }
     this.#hub.unexpected("command", e, { cmd, peer: this.#s.id });
     this.#error(

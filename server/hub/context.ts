@@ -49,6 +49,8 @@ export class Refusal {
     readonly code: Code,
     readonly message: string,
     readonly close?: { code: number; reason: string },
+    /** With `263`: when to retry, ms. */
+    readonly retryAfterMs?: number,
   ) {}
 }
 
@@ -104,7 +106,7 @@ export class Context {
   /** Awaits a store operation; its failure becomes the error reply. */
   async must<T extends object>(p: Promise<T | Fail>, about: About): Promise<T> {
     const r = await this.timed(p);
-    if (failed(r)) refuse(r.error, explain(r.error, about));
+    if (failed(r)) throw new Refusal(r.error, explain(r.error, about), undefined, r.retryAfterMs);
     return r;
   }
 
@@ -154,6 +156,12 @@ export function explain(code: Code, { channel, peer }: About): string {
         : `${peer} is banned from ${channel}`;
     case Codes.ERR_BADCHANNELKEY:
       return `Cannot join ${channel}: wrong token`;
+    case Codes.ERR_CHANNELISFULL:
+      return `Cannot join ${channel}: the channel is full`;
+    case Codes.ERR_BANLISTFULL:
+      return `The list of ${channel} is full`;
+    case Codes.RPL_TRYAGAIN:
+      return `Cannot create ${channel}: too many channels created; retry later`;
     case Codes.ERR_CHANOPRIVSNEEDED:
       return `You are not an operator of ${channel}, or the target is yourself`;
     default:

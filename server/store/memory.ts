@@ -36,6 +36,8 @@ interface Peer {
   channels: Set<string>;
   /** The peer's inbox stream, made when first asked for. */
   inbox?: Ring;
+  /** Channels created in the current hour-long window, and when it ends. */
+  creates?: { count: number; until: number };
 }
 
 interface Channel {
@@ -54,6 +56,7 @@ interface Channel {
 }
 
 const fail = (error: Fail["error"]): Fail => ({ error });
+const HOUR = 3_600_000;
 
 /** Keeps peers and channels in this process. */
 export class MemoryStore implements Store {
@@ -197,6 +200,8 @@ export class MemoryStore implements Store {
       if (p.channels.size >= this.#limits.maxChannels) {
         return Promise.resolve(fail(Codes.ERR_TOOMANYCHANNELS));
       }
+      const wait = this.#createWait(p, now);
+      if (wait > 0) return Promise.resolve({ error: Codes.RPL_TRYAGAIN, retryAfterMs: wait });
       ch = {
         id: channel,
         created: now,
@@ -219,6 +224,10 @@ export class MemoryStore implements Store {
     const invited = (ch.invites.get(id) ?? 0) > now;
     if (ch.keyHash !== null && !invited && (keyHash === null || !sameSecret(keyHash, ch.keyHash))) {
       return Promise.resolve(fail(Codes.ERR_BADCHANNELKEY));
+    }
+    const maxMembers = this.#limits.maxMembers ?? DEFAULTS.maxMembers;
+    if (maxMembers > 0 && ch.members.size >= maxMembers) {
+      return Promise.resolve(fail(Codes.ERR_CHANNELISFULL));
     }
     if (p.channels.size >= this.#limits.maxChannels) {
       return Promise.resolve(fail(Codes.ERR_TOOMANYCHANNELS));
@@ -255,6 +264,9 @@ export class MemoryStore implements Store {
   ): Promise<(Touched & { wasMember: boolean }) | Fail> {
     const ch = this.#opChannel(by, target, channel);
     if ("error" in ch) return Promise.resolve(ch);
+    if (!ch.bans.has(target) && ch.bans.size >= (this.#limits.maxBans ?? DEFAULTS.maxBans)) {
+      return Promise.resolve(fail(Codes.ERR_BANLISTFULL));
+    }
     ch.bans.add(target);
     ch.operators.delete(target);
     ch.invites.delete(target);
@@ -278,7 +290,13 @@ export class MemoryStore implements Store {
     if (!ch.members.has(by)) return Promise.resolve(fail(Codes.ERR_NOTONCHANNEL));
     if (ch.members.has(target)) return Promise.resolve(fail(Codes.ERR_USERONCHANNEL));
     if (ch.bans.has(target)) return Promise.resolve(fail(Codes.ERR_BANNEDFROMCHAN));
-    ch.invites.set(target, this.#now() + this.#limits.retentionMs);
+    const now = this.#now();
+    for (const [id, until] of ch.invites) if (until <= now) ch.invites.delete(id);
+    const maxInvites = this.#limits.maxInvites ?? DEFAULTS.maxInvites;
+    if (!ch.invites.has(target) && ch.invites.size >= maxInvites) {
+      return Promise.resolve(fail(Codes.ERR_BANLISTFULL));
+    }
+    ch.invites.set(target, now + this.#limits.retentionMs);
     return Promise.resolve({ channel, total: ch.members.size });
   }
 
@@ -373,6 +391,20 @@ export class MemoryStore implements Store {
 
   close(): Promise<void> {
     return Promise.resolve();
+  }
+
+  /**
+   * Counts a channel creation against the peer's hourly allowance: 0 when it
+   * may create one, else the ms until its window ends.
+   */
+  #createWait(p: Peer, now: number): number {
+    const max = this.#limits.maxCreates ?? DEFAULTS.maxCreates;
+    if (p.creates === undefined || p.creates.until <= now) {
+      p.creates = { count: 0, until: now + HOUR };
+    }
+    if (p.creates.count >= max) return p.creates.until - now;
+    p.creates.count++;
+    return 0;
   }
 
   /** The channel if `by` is its operator and `target` is someone else: `403`, `482`. */

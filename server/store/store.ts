@@ -11,6 +11,8 @@ import type { Code, PeerEntry } from "../../protocol/mod.ts";
 /** A failed store operation: the protocol error it maps to. */
 export interface Fail {
   error: Code;
+  /** With `263`: when the operation may succeed again, ms. */
+  retryAfterMs?: number;
 }
 
 /** Whether `r` is a {@linkcode Fail}. */
@@ -105,6 +107,14 @@ export interface StoreLimits {
   history?: number;
   /** How long a stream's history is kept after its last message, ms (`--history-ttl`). */
   historyTtlMs?: number;
+  /** Bans per channel (`478`). */
+  maxBans?: number;
+  /** Pending invites per channel (`478`). */
+  maxInvites?: number;
+  /** Members per channel, 0 for no limit (`471`). */
+  maxMembers?: number;
+  /** Channels one peer may create per hour (`263`, with when it may again). */
+  maxCreates?: number;
 }
 
 /** A value, or a promise of it: the memory store answers the hot path at once. */

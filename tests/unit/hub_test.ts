@@ -111,7 +111,10 @@ Deno.test("hub: replies leave in command order when the store answers out of ord
   }
   c.frames = [];
   for (const f of frames) c.session.text(f);
-  await new Promise((r) => setTimeout(r, 600));
+  // Every reply comes (bounded wait), then their order is checked.
+  for (let waited = 0; c.replies().length < expect.length && waited < 10_000; waited += 20) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
   assert.deepEqual(c.replies().map((r) => r.cmd), expect);
 });
 
