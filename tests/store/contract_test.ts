@@ -16,6 +16,7 @@ import {
   redisTests,
   uniquePrefix,
 } from "../support/redis.ts";
+import { delay } from "../support/wait.ts";
 
 /** Store settings a test may change. */
 interface Setup {
@@ -41,6 +42,11 @@ interface World {
 type MakeWorld = (setup: Setup) => Promise<World>;
 
 const LIMITS = { maxChannels: 100, retentionMs: 60_000 };
+/**
+ * A retention for the tests that watch one end: long enough for the checks made within it on
+ * a loaded machine (Redis forgets by TTL, whoever looks), short enough to wait out.
+ */
+const RETENTION = 1_000;
 
 function memoryWorld(setup: Setup): Promise<World> {
   const store = new MemoryStore({ ...LIMITS, ...setup });
@@ -88,7 +94,6 @@ function newHex(): string {
 const newPeer = newHex;
 const newChannel = () => "#" + newHex();
 const sha256 = (s: string) => createHash("sha256").update(s).digest("hex");
-const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** A peer as a test holds it: its id, node, session and resume token. */
 interface Held {
@@ -608,13 +613,14 @@ function contract(kind: string, make: MakeWorld, ignore: boolean): void {
   });
 
   rule("an empty channel keeps key, operators and bans for the retention time, then is forgotten", {
-    retentionMs: 200,
+    retentionMs: RETENTION,
   }, async (w) => {
     const s = await w.open("n1");
     const [a, b, x] = [await claimNew(s, "n1"), await claimNew(s, "n1"), await claimNew(s, "n1")];
     const c = newChannel();
     await joinOk(s, a.id, c, sha256("k"));
     assert.deepEqual(await s.quit(a.id, c), { channel: c, total: 0 });
+    const emptied = Date.now();
     // Written while empty: must be forgotten with the rest.
     await s.ban(a.id, x.id, c);
     const kept = await s.getChannel(c);
@@ -626,7 +632,7 @@ function contract(kind: string, make: MakeWorld, ignore: boolean): void {
       total: 0,
     });
     assert.deepEqual(await s.join(b.id, c, null), { error: Codes.ERR_BADCHANNELKEY });
-    await delay(300);
+    await delay(emptied + RETENTION + 100 - Date.now());
     await s.expirePeers(Date.now());
     assert.equal(await s.getChannel(c), null);
     assert.deepEqual(await s.join(x.id, c, null), {
@@ -640,21 +646,22 @@ function contract(kind: string, make: MakeWorld, ignore: boolean): void {
   });
 
   rule("a join within the retention time keeps the channel for good", {
-    retentionMs: 200,
+    retentionMs: RETENTION,
   }, async (w) => {
     const s = await w.open("n1");
     const a = await claimNew(s, "n1");
     const c = newChannel();
     await joinOk(s, a.id, c, sha256("k"));
     await s.quit(a.id, c);
-    await delay(100);
+    const emptied = Date.now();
     assert.deepEqual(await s.join(a.id, c, sha256("k")), {
       created: false,
       op: true,
       already: false,
       total: 1,
     });
-    await delay(250);
+    // Past the end of the retention that the quit started: the channel is still there.
+    await delay(emptied + RETENTION + 100 - Date.now());
     await s.expirePeers(Date.now());
     assert.equal((await s.getChannel(c))?.keyed, true);
   });
@@ -703,7 +710,8 @@ function redisRules(env: RedisTestEnv): void {
   rule(
     "a node that stops beating is declared dead: its peers get the full grace, then quit",
     async (w) => {
-      const liveness = { deadMs: 300, graceMs: 500 };
+      // Long enough that setting up the peers never outlasts the dead node's last beat.
+      const liveness = { deadMs: 2_000, graceMs: 500 };
       // Beats once when ready, then not again within the test: a crashed node.
       const dead = await w.open("dead", { ...liveness, heartbeatMs: 60_000 });
       const live = await w.open("live", { ...liveness, heartbeatMs: 50 });
@@ -717,7 +725,7 @@ function redisRules(env: RedisTestEnv): void {
 
       assert.deepEqual(await live.expirePeers(Date.now()), []);
       assert.equal((await live.getPeer(p.id))?.online, true, "alive until the beat is stale");
-      await delay(450);
+      await delay(liveness.deadMs + 150);
       const declared = Date.now();
       assert.deepEqual(await live.expirePeers(declared), []);
       assert.equal((await live.getPeer(p.id))?.online, false);

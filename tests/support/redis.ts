@@ -78,17 +78,83 @@ export function uniquePrefix(tag = "test"): string {
 
 /** Deletes every key under `prefix`. */
 export async function deleteKeys(url: string, prefix: string): Promise<void> {
+  const redis = await open(url);
+  try {
+    const keys = await scan(redis, prefix);
+    for (let i = 0; i < keys.length; i += 1000) await redis.unlink(...keys.slice(i, i + 1000));
+  } finally {
+    await close(redis);
+  }
+}
+
+/** A connected client for a test's own look into Redis; `close` it after. */
+async function open(url: string): Promise<Redis> {
   const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0 });
   redis.on("error", () => {});
   try {
     await redis.connect();
-    const match = prefix.replace(/[*?[\]\\]/g, "\\$&") + "*";
-    let cursor = "0";
-    do {
-      const [next, keys] = await redis.scan(cursor, "MATCH", match, "COUNT", 1000);
-      if (keys.length > 0) await redis.unlink(...keys);
-      cursor = next;
-    } while (cursor !== "0");
+  } catch (e) {
+    await close(redis);
+    throw e;
+  }
+  return redis;
+}
+
+/** Every key under `prefix`. */
+export async function keysUnder(url: string, prefix: string): Promise<string[]> {
+  const redis = await open(url);
+  try {
+    return await scan(redis, prefix);
+  } finally {
+    await close(redis);
+  }
+}
+
+async function scan(redis: Redis, prefix: string): Promise<string[]> {
+  const match = prefix.replace(/[*?[\]\\]/g, "\\$&") + "*";
+  const out: string[] = [];
+  let cursor = "0";
+  do {
+    const [next, keys] = await redis.scan(cursor, "MATCH", match, "COUNT", 1000);
+    out.push(...keys);
+    cursor = next;
+  } while (cursor !== "0");
+  return out;
+}
+
+/** What one key holds, as strings: a string's value, a hash's fields and values, members. */
+export interface KeyDump {
+  key: string;
+  type: string;
+  /** Every string in it: values, hash fields and values, (sorted) set members, list items. */
+  strings: string[];
+  /** A sorted set's members and scores. */
+  scores?: Map<string, number>;
+}
+
+/** Reads every key under `prefix`, whatever its type: to look for what the server stored. */
+export async function dumpKeys(url: string, prefix: string): Promise<KeyDump[]> {
+  const redis = await open(url);
+  try {
+    const out: KeyDump[] = [];
+    for (const key of await scan(redis, prefix)) {
+      const type = await redis.type(key);
+      const d: KeyDump = { key, type, strings: [] };
+      if (type === "string") d.strings.push((await redis.get(key)) ?? "");
+      else if (type === "hash") d.strings.push(...Object.entries(await redis.hgetall(key)).flat());
+      else if (type === "set") d.strings.push(...await redis.smembers(key));
+      else if (type === "list") d.strings.push(...await redis.lrange(key, 0, -1));
+      else if (type === "zset") {
+        const flat = await redis.zrange(key, "0", "-1", "WITHSCORES");
+        d.scores = new Map();
+        for (let i = 0; i < flat.length; i += 2) {
+          d.strings.push(flat[i]);
+          d.scores.set(flat[i], Number(flat[i + 1]));
+        }
+      }
+      out.push(d);
+    }
+    return out;
   } finally {
     await close(redis);
   }
