@@ -299,7 +299,9 @@ export function parseConfig(args: string[], env: Record<string, string | undefin
   }
   const config: Record<string, unknown> = { help: values.help === true };
   for (const [name, o] of Object.entries(OPTIONS)) {
-    const raw = (values[o.flag] as string | undefined) ?? env[o.env] ?? o.def;
+    // An empty environment variable is as if unset (`PORT=` keeps the default port).
+    const fromEnv = env[o.env] === "" ? undefined : env[o.env];
+    const raw = (values[o.flag] as string | undefined) ?? fromEnv ?? o.def;
     if (raw === undefined || raw === "") continue;
     config[name] = convert(o, raw);
   }

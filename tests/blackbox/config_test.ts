@@ -6,7 +6,7 @@ import { connect, describe, group, newChannel, newId, peer } from "../support/cl
 import { RawClient } from "../support/raw_ws.ts";
 import { assertRedis, deleteKeys, keysUnder, redisTests, uniquePrefix } from "../support/redis.ts";
 import { bbtest, type ServerHandle, startServer } from "../support/server.ts";
-import { until, within } from "../support/wait.ts";
+import { delay, until, within } from "../support/wait.ts";
 
 bbtest("the first line on stdout is `signaller listening on ws://HOST:PORT/`", async (rt) => {
   await using s = await startServer({ runtime: rt });
@@ -233,6 +233,67 @@ const ENV_CASES: Record<string, EnvCase> = {
       await using a = await peer(s.url);
       await a.ok(`/join ${newChannel()}`);
       await a.fail(`/join ${newChannel()}`, 405);
+    },
+  },
+  SIGNALLER_HISTORY: {
+    env: () => ({ SIGNALLER_HISTORY: "0" }),
+    check: async (s) => {
+      await using a = await peer(s.url);
+      assert.equal((await a.ok(`/join ${newChannel()}`)).stream, undefined, "streams off");
+    },
+  },
+  SIGNALLER_HISTORY_TTL: {
+    env: () => ({ SIGNALLER_HISTORY_TTL: "1" }),
+    check: async (s) => {
+      await using a = await peer(s.url);
+      const ch = newChannel();
+      const { stream } = await a.ok(`/join ${ch}`);
+      await a.ok(`/pubmsg ${ch} soon gone`);
+      await delay(20);
+      const again = await a.ok(`/join ${ch}`);
+      assert.notEqual(again.stream.epoch, stream.epoch, "history dropped: a new epoch");
+    },
+  },
+  SIGNALLER_SHUTDOWN_MS: {
+    env: () => ({ SIGNALLER_SHUTDOWN_MS: "5000" }),
+    check: async (s) => {
+      assert.equal(await s.stop(), 0, "a shutdown within its deadline exits 0");
+    },
+  },
+  SIGNALLER_MAX_BANS: {
+    env: () => ({ SIGNALLER_MAX_BANS: "1" }),
+    check: async (s) => {
+      await using a = await peer(s.url);
+      const ch = newChannel();
+      await a.ok(`/join ${ch}`);
+      await a.ok(`/ban ${newId()} ${ch}`);
+      await a.fail(`/ban ${newId()} ${ch}`, 478);
+    },
+  },
+  SIGNALLER_MAX_INVITES: {
+    env: () => ({ SIGNALLER_MAX_INVITES: "0" }),
+    check: async (s) => {
+      await using g = group(await peer(s.url), await peer(s.url));
+      const ch = newChannel();
+      await g[0].ok(`/join ${ch}`);
+      await g[0].fail(`/invite ${g[1].id} ${ch}`, 478);
+    },
+  },
+  SIGNALLER_MAX_MEMBERS: {
+    env: () => ({ SIGNALLER_MAX_MEMBERS: "1" }),
+    check: async (s) => {
+      await using g = group(await peer(s.url), await peer(s.url));
+      const ch = newChannel();
+      await g[0].ok(`/join ${ch}`);
+      await g[1].fail(`/join ${ch}`, 471);
+    },
+  },
+  SIGNALLER_MAX_CREATES: {
+    env: () => ({ SIGNALLER_MAX_CREATES: "1" }),
+    check: async (s) => {
+      await using a = await peer(s.url);
+      await a.ok(`/join ${newChannel()}`);
+      await a.fail(`/join ${newChannel()}`, 263);
     },
   },
   SIGNALLER_ALLOW_ORIGIN: {

@@ -7,8 +7,8 @@
  */
 import assert from "node:assert/strict";
 import { Redis } from "ioredis";
-import type { Envelope } from "../../server/bus.ts";
-import { RedisBus } from "../../server/store/redis_bus.ts";
+import type { Envelope } from "../../server/bus/bus.ts";
+import { RedisBus } from "../../server/bus/redis.ts";
 import { assertRedis, redisTests, uniquePrefix } from "../support/redis.ts";
 import { until, within } from "../support/wait.ts";
 
