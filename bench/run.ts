@@ -31,14 +31,9 @@
  *
  * @module
  */
-import {
-  type LoadgenResult,
-  type Phase,
-  renderReport,
-  renderSummary,
-  type RunMeta,
-  type RunRecord,
-} from "./report.ts";
+import { renderReport } from "./report.ts";
+import type { LoadgenResult, Phase, RunMeta, RunRecord } from "./results.ts";
+import { renderSummary } from "./summary.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const BENCH = `${ROOT}/bench`;
