@@ -29,6 +29,15 @@
  *   --out FILE         where to write the report (raw numbers: bench/.build/<name>.json)
  *   --render FILE      no run: rewrite the report from such a .json
  *
+ * The parts, by concern: `options.ts` (these flags), `targets.ts` (the servers
+ * and how each is started), `servers.ts` (starting, readiness, stopping),
+ * `phases.ts` (one phase: the generator's flags and its result), `redis.ts`
+ * (key prefixes and their deletion), `process.ts` (child processes, CPU
+ * pinning, spinners), `machine.ts` (facts for the header); the report:
+ * `results.ts` (the raw records), `report.ts` with `report_tables.ts`,
+ * `goals.ts` and `summary.ts`, and `format.ts` for its cells. The generator is
+ * `loadgen.c`; the floors are `floor_bun.ts` and `floor_deno.ts`.
+ *
  * @module
  */
 import { buildLoadgen, runPhase, type Step } from "./phases.ts";
