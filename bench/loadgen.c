@@ -29,7 +29,8 @@
  * --pid2 adds the second node's CPU to server_cpu_s; --aux-pid reports another
  * process's CPU apart (aux_cpu_s: the Redis the nodes share).
  *
- * Output: one JSON object on stdout. Build: gcc -O2 -o loadgen loadgen.c
+ * Output: one JSON object on stdout. Build: gcc -O2 -o loadgen loadgen.c (bench/phases.ts
+ * builds it into bench/.build/ and runs it once per phase).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
