@@ -120,17 +120,6 @@ const adapter = runtime === "bun"
   : await import("./server/deno.ts");
 const listener: Listener = await adapter.serve(hub, [slash], serveOptions);
 
-const scheme = config.cert === undefined ? "ws" : "wss";
-console.log(`signaller listening on ${scheme}://${listener.host}:${listener.port}/`);
-if (generatedAdmin) console.log(`admin token (generated): ${adminToken}`);
-log.info("started", {
-  runtime,
-  node,
-  store: store.kind,
-  port: listener.port,
-  version: pkg.version,
-});
-
 let stopping = false;
 /** Shuts down gracefully within `--shutdown-ms`; exits 0 when it did, 1 when it could not. */
 async function stop(signal: string): Promise<void> {
@@ -161,3 +150,15 @@ process.on("unhandledRejection", (reason) => hub?.unexpected("unhandled rejectio
 process.on("uncaughtException", (error) => hub?.unexpected("uncaught exception", error));
 process.on("SIGTERM", () => void stop("SIGTERM"));
 process.on("SIGINT", () => void stop("SIGINT"));
+
+// Printed once the signal handlers are in place: a SIGTERM right after this line is graceful.
+const scheme = config.cert === undefined ? "ws" : "wss";
+console.log(`signaller listening on ${scheme}://${listener.host}:${listener.port}/`);
+if (generatedAdmin) console.log(`admin token (generated): ${adminToken}`);
+log.info("started", {
+  runtime,
+  node,
+  store: store.kind,
+  port: listener.port,
+  version: pkg.version,
+});
