@@ -37,8 +37,12 @@ export interface Bus {
   readonly up: boolean;
   /** Sends `env` to the other nodes subscribed to `topic`. */
   publish(topic: string, env: Envelope): void;
-  /** Starts receiving `topic` (called once per topic by the hub). */
-  subscribe(topic: string): void;
+  /**
+   * Starts receiving `topic`; resolves once the subscription is active (what
+   * is published from then on arrives). Calling it again for a topic already
+   * subscribed only returns that confirmation.
+   */
+  subscribe(topic: string): Promise<void>;
   /** Stops receiving `topic`. */
   unsubscribe(topic: string): void;
   /** Releases connections. */
@@ -49,7 +53,9 @@ export interface Bus {
 export class NoBus implements Bus {
   readonly up = true;
   publish(): void {}
-  subscribe(): void {}
+  subscribe(): Promise<void> {
+    return Promise.resolve();
+  }
   unsubscribe(): void {}
   close(): Promise<void> {
     return Promise.resolve();
