@@ -238,7 +238,7 @@ end
 local function deliver(name, type_, seq, text, except)
   local header = '{"type":"' .. type_ .. '","seq":' .. seq
   if except then header = header .. ',"except":' .. cjson.encode(except) end
-  redis.call('PUBLISH', P .. name, '\n' .. header .. '}\n' .. text)
+  redis.call('PUBLISH', P .. name, '\\n' .. header .. '}\\n' .. text)
 end
 
 -- The operator check of kick, ban and unban: an error code, or nil when allowed.
