@@ -713,7 +713,7 @@ function contract(kind: string, make: MakeWorld, ignore: boolean): void {
       const head = `{"type":"pubmsg","text":"h\\"i"`;
       const sent = [];
       for (let i = 0; i < 3; i++) sent.push(await (i % 2 ? s2 : s1).publish(c, head, a.id));
-      assert.deepEqual(sent, [1, 2, 3].map((seq, i) => ({ seq, text: texts(head, [seq])[0] })));
+      assert.deepEqual(sent, [1, 2, 3].map((seq) => ({ seq, text: texts(head, [seq])[0] })));
       assert.deepEqual(JSON.parse(sent[2].text), { type: "pubmsg", text: 'h"i', seq: 3 });
       assert.deepEqual(await s2.position(`c:${c}`), { epoch: p0.epoch, seq: 3 });
       assert.deepEqual(await s2.since(`c:${c}`, p0), texts(head, [1, 2, 3]));
