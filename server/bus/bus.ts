@@ -3,6 +3,8 @@
  * the same envelope to the bus, which carries it to the other nodes that
  * subscribed to the topic (and never back to the publishing node). With the
  * memory store there are no other nodes and the bus is {@linkcode NoBus}.
+ * Stream messages are the exception: a store that `delivers` publishes them
+ * itself, with an empty origin, so they reach every node, the sender's too.
  *
  * Topics: `c:<channel>` (channel events), `p:<peer>` (one peer),
  * `all` (broadcasts and presence that spans channels).
