@@ -3,6 +3,8 @@
  * the same envelope to the bus, which carries it to the other nodes that
  * subscribed to the topic (and never back to the publishing node). With the
  * memory store there are no other nodes and the bus is {@linkcode NoBus}.
+ * Stream messages are the exception: a store that `delivers` publishes them
+ * itself, with an empty origin, so they reach every node, the sender's too.
  *
  * Topics: `c:<channel>` (channel events), `p:<peer>` (one peer),
  * `all` (broadcasts and presence that spans channels).
@@ -37,8 +39,12 @@ export interface Bus {
   readonly up: boolean;
   /** Sends `env` to the other nodes subscribed to `topic`. */
   publish(topic: string, env: Envelope): void;
-  /** Starts receiving `topic` (called once per topic by the hub). */
-  subscribe(topic: string): void;
+  /**
+   * Starts receiving `topic`; resolves once the subscription is active (what
+   * is published from then on arrives). Calling it again for a topic already
+   * subscribed only returns that confirmation.
+   */
+  subscribe(topic: string): Promise<void>;
   /** Stops receiving `topic`. */
   unsubscribe(topic: string): void;
   /** Releases connections. */
@@ -49,7 +55,9 @@ export interface Bus {
 export class NoBus implements Bus {
   readonly up = true;
   publish(): void {}
-  subscribe(): void {}
+  subscribe(): Promise<void> {
+    return Promise.resolve();
+  }
   unsubscribe(): void {}
   close(): Promise<void> {
     return Promise.resolve();

@@ -35,6 +35,8 @@ export class RedisBus implements Bus {
   #deliver: Deliver;
   /** Topics the hub wants, re-subscribed whenever the subscriber (re)connects. */
   #topics = new Set<string>();
+  /** Subscriptions not yet confirmed by Redis, with what resolves their confirmation. */
+  #pending = new Map<string, { done: Promise<void>; resolve: () => void }>();
 
   /** Connects a publisher and a subscriber in the background; both reconnect by themselves. */
   constructor(url: string, options: RedisBusOptions) {
@@ -65,31 +67,50 @@ export class RedisBus implements Bus {
     this.#pub.publish(this.#prefix + topic, encodeEnvelope(this.#node, env)).catch(() => {});
   }
 
-  subscribe(topic: string): void {
-    if (this.#topics.has(topic)) return;
+  subscribe(topic: string): Promise<void> {
+    if (this.#topics.has(topic)) return this.#pending.get(topic)?.done ?? Promise.resolve();
     this.#topics.add(topic);
+    const { promise: done, resolve } = Promise.withResolvers<void>();
+    this.#pending.set(topic, { done, resolve });
     if (this.#sub.status === "ready") {
-      this.#sub.subscribe(this.#prefix + topic).catch(() => {});
+      // A failure means the connection dropped: the next 'ready' subscribes and confirms.
+      this.#sub.subscribe(this.#prefix + topic).then(() => this.#confirm([topic]), () => {});
     }
+    return done;
   }
 
   unsubscribe(topic: string): void {
     if (!this.#topics.delete(topic)) return;
+    // Whoever awaits the confirmation is not left waiting: there is nothing to receive.
+    this.#confirm([topic]);
     if (this.#sub.status === "ready") {
       this.#sub.unsubscribe(this.#prefix + topic).catch(() => {});
     }
   }
 
   async close(): Promise<void> {
+    this.#confirm([...this.#pending.keys()]);
     this.#topics.clear();
     await Promise.all([endRedis(this.#pub), endRedis(this.#sub)]);
   }
 
   #resubscribe(): void {
-    const channels = [...this.#topics].map((t) => this.#prefix + t);
-    for (let i = 0; i < channels.length; i += SUBSCRIBE_CHUNK) {
+    const topics = [...this.#topics];
+    for (let i = 0; i < topics.length; i += SUBSCRIBE_CHUNK) {
+      const chunk = topics.slice(i, i + SUBSCRIBE_CHUNK);
       // A failure means the connection dropped again: the next 'ready' retries.
-      this.#sub.subscribe(...channels.slice(i, i + SUBSCRIBE_CHUNK)).catch(() => {});
+      this.#sub.subscribe(...chunk.map((t) => this.#prefix + t)).then(
+        () => this.#confirm(chunk),
+        () => {},
+      );
+    }
+  }
+
+  /** The subscriptions to `topics` are active (or no longer wanted). */
+  #confirm(topics: string[]): void {
+    for (const t of topics) {
+      this.#pending.get(t)?.resolve();
+      this.#pending.delete(t);
     }
   }
 

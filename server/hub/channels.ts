@@ -48,7 +48,11 @@ export async function join(
     total: r.total,
     members,
   };
-  if (ctx.store.history > 0) data.stream = await ctx.timed(ctx.store.position(`c:${c.channel}`));
+  if (ctx.store.history > 0) {
+    // The position must not pass a message this node is not yet subscribed to receive.
+    await ctx.delivery.listening(s, [c.channel]);
+    data.stream = await ctx.timed(ctx.store.position(`c:${c.channel}`));
+  }
   return data;
 }
 

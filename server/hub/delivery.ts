@@ -10,6 +10,9 @@ import type { Metrics } from "../metrics.ts";
 import type { Outbound } from "./events.ts";
 import type { Connection, Session } from "./session.ts";
 
+/** How long {@linkcode Delivery.listening} waits for the bus, ms. */
+const LISTEN_TIMEOUT_MS = 5_000;
+
 /**
  * A runtime's native topic fan-out (Bun's `publish`). The core still knows
  * who is where; the runtime only sends, and only to sockets it `accepts`
@@ -71,6 +74,22 @@ export class Delivery {
   bind(s: Session): void {
     this.peers.set(s.id!, s);
     this.#o.bus.subscribe("p:" + s.id);
+  }
+
+  /**
+   * Resolves once the bus delivers here what is published to `s`'s peer and
+   * to `channels` (those it is a member of here): a stream read after it
+   * misses nothing published meanwhile. Gives up waiting after `timeoutMs`
+   * (the bus is down: the reply goes out, live messages follow on reconnect).
+   */
+  listening(s: Session, channels: Iterable<string>, timeoutMs = LISTEN_TIMEOUT_MS): Promise<void> {
+    const topics: string[] = [];
+    if (this.peers.get(s.id!) === s) topics.push("p:" + s.id);
+    for (const c of channels) if (s.channels.has(c)) topics.push("c:" + c);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<void>((resolve) => timer = setTimeout(resolve, timeoutMs));
+    const active = Promise.all(topics.map((t) => this.#o.bus.subscribe(t))).then(() => {});
+    return Promise.race([active, timeout]).finally(() => clearTimeout(timer));
   }
 
   /** Removes a session from the local indexes (its peer stays in the store). */

@@ -85,6 +85,8 @@ export async function descp(ctx: Context, s: Session, d: Description): Promise<R
   if (old !== undefined) evict(ctx, old, CloseCodes.REPLACED, "replaced by a newer session");
   const data = await described(ctx, s, d);
   if (ctx.store.history > 0) {
+    // Messages published before the subscriptions are active would be neither live nor read.
+    await ctx.delivery.listening(s, s.channels);
     data.inbox = await ctx.timed(ctx.store.position(`p:${d.id}`));
     if (d.since !== undefined) data.recovered = await recover(ctx, s, since ?? {}, d.since);
   }

@@ -17,6 +17,7 @@ import type { Logger } from "../log.ts";
 import { connectRedis, endRedis, whenReady } from "../redis_conn.ts";
 import { defineScripts, type RedisKeys, redisKeys, type RunScript } from "./redis_scripts.ts";
 import {
+  type Appended,
   type ChannelView,
   type Claim,
   type Claimed,
@@ -25,9 +26,12 @@ import {
   failed,
   type Joined,
   type PeerView,
+  type Position,
   type Presence,
+  type Routed,
   type Store,
   type StoreLimits,
+  type StreamName,
   type Touched,
 } from "./store.ts";
 
@@ -120,20 +124,32 @@ export class RedisStore implements Store {
     return this.#adopting;
   }
 
-  /** Message streams are not kept in Redis yet: they are off in Redis mode. */
-  readonly history = 0;
+  /** Messages kept per stream (`--history`); 0: streams are off. */
+  get history(): number {
+    return this.#limits.history ?? 0;
+  }
+
+  /** The scripts publish each stream message to every node, this one included. */
   readonly delivers = true;
-  publish(): never {
-    throw new Error("message streams are off in Redis mode");
+
+  publish(channel: string, head: string, except: string): Promise<Appended> {
+    return this.#run("publish", channel, head, except, this.history, this.#historyTtlMs);
   }
-  route(): never {
-    throw new Error("message streams are off in Redis mode");
+
+  route(peer: string, head: string): Promise<Routed | null> {
+    return this.#run("route", peer, head, this.history, this.#historyTtlMs);
   }
-  position(): never {
-    throw new Error("message streams are off in Redis mode");
+
+  position(stream: StreamName): Promise<Position> {
+    return this.#run("position", stream, this.#historyTtlMs);
   }
-  since(): never {
-    throw new Error("message streams are off in Redis mode");
+
+  since(stream: StreamName, from: Position): Promise<string[] | null> {
+    return this.#run("since", stream, from.epoch, from.seq);
+  }
+
+  get #historyTtlMs(): number {
+    return this.#limits.historyTtlMs ?? DEFAULTS.historyTtlMs;
   }
 
   claimPeer(c: Claim): Promise<Claimed | Fail> {

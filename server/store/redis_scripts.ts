@@ -20,9 +20,16 @@
  * | `online`           | set    | ids with a live session                                   |
  * | `nodes`            | zset   | node → last beat (Redis ms)                               |
  * | `grace`            | zset   | ids in their grace → graceUntil (ms)                      |
+ * | `stream:<s>`       | hash   | epoch, seq (last message) of stream `c:<c>` or `p:<id>`   |
+ * | `stream:<s>:log`   | list   | the stream's last `history` messages, oldest first        |
+ * | `epochs`           | string | counter that makes every stream epoch unique              |
  *
  * An empty channel's keys (all but `:mem`, which vanishes when empty) get a
  * TTL of the retention time, so Redis forgets it; a join removes the TTL.
+ *
+ * A stream's two keys expire `historyTtlMs` after its last message (then a new
+ * epoch starts); they are deleted when their channel is created anew or their
+ * peer is created or forgotten, and an empty channel's shrink to its retention.
  *
  * The names are spelled once, in {@linkcode KEY_SCHEMA}: TypeScript builds them
  * with {@linkcode redisKeys}, and every script with the Lua table `K`, generated
@@ -35,7 +42,18 @@
  */
 import type { Redis } from "ioredis";
 import { type Code, Codes, type PeerEntry } from "../../protocol/mod.ts";
-import type { ChannelView, Claimed, Expired, Fail, Joined, PeerView, Touched } from "./store.ts";
+import type {
+  Appended,
+  ChannelView,
+  Claimed,
+  Expired,
+  Fail,
+  Joined,
+  PeerView,
+  Position,
+  Routed,
+  Touched,
+} from "./store.ts";
 
 /** Every key name: `{}` stands for the builder's argument. */
 export const KEY_SCHEMA = {
@@ -52,6 +70,9 @@ export const KEY_SCHEMA = {
   online: "online",
   nodes: "nodes",
   grace: "grace",
+  stream: "stream:{}",
+  streamLog: "stream:{}:log",
+  epochs: "epochs",
 } as const;
 
 type Schema = typeof KEY_SCHEMA;
@@ -134,6 +155,11 @@ local function enter(c, id)
   redis.call('ZADD', K.peerChannels(id), seq, c)
 end
 
+-- A stream's keys: its epoch and seq, and its messages.
+local function streamKeys(name)
+  return K.stream(name), K.streamLog(name)
+end
+
 -- Removes a member; the last one out starts the channel's retention time. Returns the total.
 local function leave(c, id)
   local mem = K.channelMembers(c)
@@ -142,6 +168,11 @@ local function leave(c, id)
   local total = redis.call('ZCARD', mem)
   if total == 0 then
     for _, k in ipairs(retained(c)) do redis.call('PEXPIRE', k, RETENTION) end
+    -- The stream goes with the channel at the latest (its own TTL may be shorter).
+    for _, k in ipairs({ streamKeys('c:' .. c) }) do
+      local ttl = redis.call('PTTL', k)
+      if ttl == -1 or ttl > RETENTION then redis.call('PEXPIRE', k, RETENTION) end
+    end
   end
   return total
 end
@@ -168,6 +199,46 @@ local function releaseNode(node, graceUntil)
   end
   redis.call('DEL', np)
   redis.call('ZREM', K.nodes, node)
+end
+
+-- A stream's epoch and last seq; a missing (new or expired) stream gets a fresh epoch,
+-- kept 'ttl' ms. TIME alone could repeat (two streams in one microsecond, a clock set
+-- back); the counter never does, so an epoch is never reused.
+local function streamOpen(name, ttl)
+  local sk, log = streamKeys(name)
+  local f = redis.call('HMGET', sk, 'epoch', 'seq')
+  if f[1] then return f[1], tonumber(f[2]) end
+  local t = redis.call('TIME')
+  local epoch = t[1] .. '.' .. t[2] .. '.' .. redis.call('INCR', K.epochs)
+  redis.call('DEL', log)
+  redis.call('HSET', sk, 'epoch', epoch, 'seq', 0)
+  redis.call('PEXPIRE', sk, ttl)
+  return epoch, 0
+end
+
+-- Appends a message (its JSON without the closing brace) to a stream; returns seq and text.
+-- The history is a list, not a sorted set or a Redis stream: seqs are dense, so the list
+-- holds exactly seqs (seq - LLEN + 1)..seq and a seq's index is plain arithmetic. RPUSH
+-- and LTRIM are O(1) per message, and a replay is one LRANGE.
+local function append(name, head, history, ttl)
+  streamOpen(name, ttl)
+  local sk, log = streamKeys(name)
+  local seq = redis.call('HINCRBY', sk, 'seq', 1)
+  local text = head .. ',"seq":' .. seq .. '}'
+  redis.call('RPUSH', log, text)
+  redis.call('LTRIM', log, -history, -1)
+  redis.call('PEXPIRE', sk, ttl)
+  redis.call('PEXPIRE', log, ttl)
+  return seq, text
+end
+
+-- Publishes a stream message to its bus topic in the envelope format (server/bus/envelope.ts).
+-- The origin is empty, never a node's id: every node delivers it, the sender's one included,
+-- so all nodes deliver in seq order.
+local function deliver(name, type_, seq, text, except)
+  local header = '{"type":"' .. type_ .. '","seq":' .. seq
+  if except then header = header .. ',"except":' .. cjson.encode(except) end
+  redis.call('PUBLISH', P .. name, '\\n' .. header .. '}\\n' .. text)
 end
 
 -- The operator check of kick, ban and unban: an error code, or nil when allowed.
@@ -334,6 +405,38 @@ function decodeMembers(r: Reply): PeerEntry[] {
   });
 }
 
+/** `{seq, text}`. */
+function decodeAppended(r: Reply): Appended {
+  const [seq, text] = list(r);
+  return { seq: Number(seq), text: String(text) };
+}
+
+/** `{seq, text, online, away, message}`, or null when the peer is unknown. */
+function decodeRouted(r: Reply): Routed | null {
+  if (r === null) return null;
+  const [seq, text, online, away, message] = list(r);
+  const routed: Routed = {
+    seq: Number(seq),
+    text: String(text),
+    online: online === 1,
+    away: bool(away),
+  };
+  const m = optional(message);
+  if (m !== undefined) routed.message = m;
+  return routed;
+}
+
+/** `{epoch, seq}`. */
+function decodePosition(r: Reply): Position {
+  const [epoch, seq] = list(r);
+  return { epoch: String(epoch), seq: Number(seq) };
+}
+
+/** The texts, or null. */
+function decodeSince(r: Reply): string[] | null {
+  return r === null ? null : decodeStrings(r);
+}
+
 // ---- The scripts.
 
 /** A script argument. */
@@ -379,6 +482,8 @@ local id, name, meta, admin, resumeHash, freshHash, node, session = unpack(ARGV,
 local pk = K.peer(id)
 redis.call('ZADD', K.nodes, 'NX', nowMs(), node)
 if redis.call('EXISTS', pk) == 0 then
+  -- A new peer never inherits the inbox of a forgotten one with the same id.
+  redis.call('DEL', streamKeys('p:' .. id))
   redis.call('HSET', pk, 'name', name, 'meta', meta, 'admin', admin, 'resume', freshHash,
     'node', node, 'session', session, 'graceUntil', 0, 'away', 0)
   redis.call('SADD', K.online, id)
@@ -457,7 +562,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', K.grace, '-inf', now, 'LIMIT', 0
       entry[#entry + 1] = leave(c, id)
     end
   end
-  redis.call('DEL', K.peer(id), K.peerChannels(id))
+  redis.call('DEL', K.peer(id), K.peerChannels(id), streamKeys('p:' .. id))
   redis.call('ZREM', K.grace, id)
   out[#out + 1] = entry
 end
@@ -553,7 +658,8 @@ local now = nowMs()
 if redis.call('EXISTS', ck) == 0 then
   if redis.call('ZCARD', K.peerChannels(id)) >= max then return { ${Codes.ERR_TOOMANYCHANNELS} } end
   -- Parts of a forgotten channel may outlive its hash by a moment: never inherit them.
-  redis.call('DEL', K.channelOps(c), K.channelBans(c), K.channelInvites(c), K.channelMembers(c))
+  redis.call('DEL', K.channelOps(c), K.channelBans(c), K.channelInvites(c), K.channelMembers(c),
+    streamKeys('c:' .. c))
   redis.call('HSET', ck, 'created', now)
   if keyHash ~= '' then redis.call('HSET', ck, 'key', keyHash) end
   redis.call('SADD', K.channelOps(c), id)
@@ -668,6 +774,72 @@ end
 return out
 `,
     decodeStrings,
+  ),
+
+  /**
+   * Appends a `/pubmsg` to the channel's stream and publishes it to `c:<channel>`
+   * for every node, in one step: seq order is delivery order on every node.
+   */
+  publish: script<
+    [channel: string, head: string, except: string, history: number, ttlMs: number],
+    Appended
+  >(
+    `
+local c, head, except, history, ttl = unpack(ARGV, 3)
+local name = 'c:' .. c
+local seq, text = append(name, head, tonumber(history), tonumber(ttl))
+deliver(name, 'pubmsg', seq, text, except)
+return { seq, text }
+`,
+    decodeAppended,
+  ),
+
+  /**
+   * Appends a `/privmsg` to the inbox of a peer online or in its grace and
+   * publishes it to `p:<peer>`; null (nothing stored) when the peer is unknown.
+   */
+  route: script<[peer: string, head: string, history: number, ttlMs: number], Routed | null>(
+    `
+local id, head, history, ttl = unpack(ARGV, 3)
+local f = redis.call('HMGET', K.peer(id), 'name', 'node', 'away', 'message')
+if not f[1] then return false end
+local name = 'p:' .. id
+local seq, text = append(name, head, tonumber(history), tonumber(ttl))
+deliver(name, 'privmsg', seq, text, nil)
+return { seq, text, (f[2] and f[2] ~= '') and 1 or 0, f[3], f[4] }
+`,
+    decodeRouted,
+  ),
+
+  /** A stream's epoch (made now when missing) and last seq. */
+  position: script<[stream: string, ttlMs: number], Position>(
+    `
+local name, ttl = unpack(ARGV, 3)
+local epoch, seq = streamOpen(name, tonumber(ttl))
+return { epoch, seq }
+`,
+    decodePosition,
+  ),
+
+  /**
+   * The messages after `fromSeq` in epoch `epoch`, oldest first; null when the
+   * epoch differs or any of them is no longer in the list (never a partial replay).
+   */
+  since: script<[stream: string, epoch: string, fromSeq: number], string[] | null>(
+    `
+local name, epoch, from = unpack(ARGV, 3)
+from = tonumber(from)
+local sk, log = streamKeys(name)
+local f = redis.call('HMGET', sk, 'epoch', 'seq')
+if not f[1] or f[1] ~= epoch then return false end
+local seq = tonumber(f[2])
+if from == nil or from < 0 or from > seq then return false end
+if from == seq then return {} end
+local first = seq - redis.call('LLEN', log) + 1
+if from + 1 < first then return false end
+return redis.call('LRANGE', log, from + 1 - first, -1)
+`,
+    decodeSince,
   ),
 
   /** One channel, or null. */

@@ -22,6 +22,8 @@ import { delay } from "../support/wait.ts";
 interface Setup {
   maxChannels?: number;
   retentionMs?: number;
+  history?: number;
+  historyTtlMs?: number;
 }
 
 /** Node-level settings, meaningful to stores that know about nodes. */
@@ -94,6 +96,15 @@ function newHex(): string {
 const newPeer = newHex;
 const newChannel = () => "#" + newHex();
 const sha256 = (s: string) => createHash("sha256").update(s).digest("hex");
+
+/** Polls `check` until it holds; fails after 5 s. */
+async function until(check: () => Promise<boolean>, what: string): Promise<void> {
+  const deadline = Date.now() + 5_000;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    await delay(25);
+  }
+}
 
 /** A peer as a test holds it: its id, node, session and resume token. */
 interface Held {
@@ -687,6 +698,140 @@ function contract(kind: string, make: MakeWorld, ignore: boolean): void {
     assert.equal(await s1.onlineCount(), 2);
     await s2.releasePeer(b.id, b.session, Date.now() + 60_000);
     assert.equal(await s1.onlineCount(), 1);
+  });
+
+  const STREAMS = { history: 100, historyTtlMs: 60_000 };
+  const texts = (head: string, seqs: number[]) => seqs.map((n) => `${head},"seq":${n}}`);
+
+  rule(
+    "publish numbers a channel's messages; since replays those after a position",
+    STREAMS,
+    async (w) => {
+      const s1 = await w.open("n1");
+      const s2 = await w.open("n2");
+      const a = await claimNew(s1, "n1");
+      const c = newChannel();
+      await joinOk(s1, a.id, c);
+      assert.equal(s1.history, 100);
+      const p0 = await s1.position(`c:${c}`);
+      assert.equal(p0.seq, 0);
+      assert.equal(typeof p0.epoch, "string");
+      assert.notEqual(p0.epoch, "");
+      const head = `{"type":"pubmsg","text":"h\\"i"`;
+      const sent = [];
+      for (let i = 0; i < 3; i++) sent.push(await (i % 2 ? s2 : s1).publish(c, head, a.id));
+      assert.deepEqual(sent, [1, 2, 3].map((seq) => ({ seq, text: texts(head, [seq])[0] })));
+      assert.deepEqual(JSON.parse(sent[2].text), { type: "pubmsg", text: 'h"i', seq: 3 });
+      assert.deepEqual(await s2.position(`c:${c}`), { epoch: p0.epoch, seq: 3 });
+      assert.deepEqual(await s2.since(`c:${c}`, p0), texts(head, [1, 2, 3]));
+      assert.deepEqual(await s1.since(`c:${c}`, { epoch: p0.epoch, seq: 1 }), texts(head, [2, 3]));
+      assert.deepEqual(await s1.since(`c:${c}`, { epoch: p0.epoch, seq: 3 }), []);
+      assert.equal(await s1.since(`c:${c}`, { epoch: p0.epoch, seq: 4 }), null, "from the future");
+      assert.equal(await s1.since(`c:${c}`, { epoch: "other", seq: 0 }), null, "another epoch");
+      // Another channel has its own stream.
+      const c2 = newChannel();
+      await joinOk(s1, a.id, c2);
+      assert.equal((await s1.publish(c2, head, a.id)).seq, 1);
+      assert.notEqual((await s1.position(`c:${c2}`)).epoch, p0.epoch);
+    },
+  );
+
+  rule("a stream keeps its last `history` messages; an older gap gets null", {
+    ...STREAMS,
+    history: 3,
+  }, async (w) => {
+    const s = await w.open("n1");
+    const a = await claimNew(s, "n1");
+    const c = newChannel();
+    await joinOk(s, a.id, c);
+    const { epoch } = await s.position(`c:${c}`);
+    for (let i = 0; i < 5; i++) await s.publish(c, "{", a.id);
+    assert.equal(await s.since(`c:${c}`, { epoch, seq: 0 }), null, "never a partial replay");
+    assert.equal(await s.since(`c:${c}`, { epoch, seq: 1 }), null);
+    assert.deepEqual(await s.since(`c:${c}`, { epoch, seq: 2 }), texts("{", [3, 4, 5]));
+    assert.deepEqual(await s.position(`c:${c}`), { epoch, seq: 5 });
+  });
+
+  rule(
+    "route keeps a privmsg for a peer online or in its grace; null when unknown",
+    STREAMS,
+    async (w) => {
+      const s1 = await w.open("n1");
+      const s2 = await w.open("n2");
+      const a = await claimNew(s1, "n1");
+      assert.equal(await s2.route(newPeer(), "{"), null);
+      const { epoch } = await s2.position(`p:${a.id}`);
+      assert.deepEqual(await s2.route(a.id, "{"), {
+        seq: 1,
+        text: '{,"seq":1}',
+        online: true,
+        away: false,
+      });
+      await s1.setAway(a.id, true, "afk");
+      assert.deepEqual(await s2.route(a.id, "{"), {
+        seq: 2,
+        text: '{,"seq":2}',
+        online: true,
+        away: true,
+        message: "afk",
+      });
+      await s1.releasePeer(a.id, a.session, Date.now() + 60_000);
+      const queued = await s2.route(a.id, "{");
+      assert.equal(queued?.online, false);
+      assert.equal(queued?.seq, 3);
+      assert.deepEqual(await s1.since(`p:${a.id}`, { epoch, seq: 0 }), texts("{", [1, 2, 3]));
+      // Once forgotten, the peer is unknown; a new peer with its id starts a new inbox.
+      await s1.expirePeers(Date.now() + 120_000);
+      assert.equal(await s2.route(a.id, "{"), null);
+      await claimNew(s1, "n1", a.id);
+      const fresh = await s1.position(`p:${a.id}`);
+      assert.equal(fresh.seq, 0);
+      assert.notEqual(fresh.epoch, epoch);
+      assert.equal(await s1.since(`p:${a.id}`, { epoch, seq: 0 }), null);
+    },
+  );
+
+  rule("a stream's history expires historyTtlMs after its last message: a new epoch", {
+    ...STREAMS,
+    historyTtlMs: 200,
+  }, async (w) => {
+    const s = await w.open("n1");
+    const a = await claimNew(s, "n1");
+    const c = newChannel();
+    await joinOk(s, a.id, c);
+    await s.publish(c, "{", a.id);
+    const before = await s.position(`c:${c}`);
+    assert.equal(before.seq, 1);
+    let after = before;
+    await until(async () => {
+      after = await s.position(`c:${c}`);
+      return after.epoch !== before.epoch;
+    }, "the history expires");
+    assert.equal(after.seq, 0);
+    assert.equal(await s.since(`c:${c}`, { epoch: before.epoch, seq: 1 }), null);
+    assert.equal((await s.publish(c, "{", a.id)).seq, 1);
+    assert.equal((await s.position(`c:${c}`)).epoch, after.epoch);
+  });
+
+  rule("a channel made anew does not inherit the stream of a forgotten one", {
+    ...STREAMS,
+    retentionMs: 200,
+  }, async (w) => {
+    const s = await w.open("n1");
+    const a = await claimNew(s, "n1");
+    const c = newChannel();
+    await joinOk(s, a.id, c);
+    await s.publish(c, "{", a.id);
+    const old = await s.position(`c:${c}`);
+    await s.quit(a.id, c);
+    await until(async () => {
+      await s.expirePeers(Date.now());
+      return (await s.getChannel(c)) === null;
+    }, "the empty channel is forgotten");
+    assert.equal((await joinOk(s, a.id, c)).created, true);
+    const fresh = await s.position(`c:${c}`);
+    assert.equal(fresh.seq, 0);
+    assert.notEqual(fresh.epoch, old.epoch);
   });
 
   rule("ping is true while the store is reachable", {}, async (w) => {

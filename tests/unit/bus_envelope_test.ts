@@ -56,3 +56,19 @@ Deno.test("a garbled payload decodes to null", () => {
     assert.equal(decodeEnvelope(payload, SELF), null, JSON.stringify(payload));
   }
 });
+
+Deno.test("an envelope with an empty origin (a store's stream message) reaches every node", () => {
+  const payload = '\n{"type":"pubmsg","seq":7,"except":"p1"}\n{"seq":7}';
+  assert.deepEqual(
+    encodeEnvelope("", { text: '{"seq":7}', type: "pubmsg", seq: 7, except: "p1" }),
+    payload,
+  );
+  for (const self of [SELF, "n", "x"]) {
+    assert.deepEqual(decodeEnvelope(payload, self), {
+      type: "pubmsg",
+      seq: 7,
+      except: "p1",
+      text: '{"seq":7}',
+    });
+  }
+});
