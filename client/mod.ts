@@ -408,6 +408,7 @@ export class SignallerClient {
    */
   #onDescribed(data: ReplyData<"descp">, resumed: boolean): void {
     const before = this.#channels;
+    const keys = new Map(this.#keys);
     const asking = this.#asking;
     this.#asking = {};
     this.#described = data;
@@ -425,12 +426,13 @@ export class SignallerClient {
     const lost = [...before].filter((c) => !this.#channels.has(c));
     // A new resume token: the server did not know the session, and the peer is new there.
     const fresh = asking.resume === undefined || data.resume !== asking.resume;
-    for (const c of lost) {
-      if (fresh && this.#rejoin) this.#rejoins.set(c, this.#keys.get(c));
-      this.#keys.delete(c);
+    if (fresh && this.#rejoin) { for (const c of lost) this.#rejoins.set(c, keys.get(c)); }
+    // A rejoin owed from an earlier reconnect, done though its reply was lost with the socket.
+    for (const c of this.#channels) {
+      if (!this.#rejoins.has(c)) continue;
+      this.#keys.set(c, this.#rejoins.get(c));
+      this.#rejoins.delete(c);
     }
-    // A rejoin owed from an earlier reconnect whose reply was lost with its socket, but done.
-    for (const c of this.#channels) this.#rejoins.delete(c);
     if (this.#rejoins.size === 0) {
       this.#emitter.emit("resumed", { data, lost, rejoined: [], failed: [] });
     } else {
