@@ -16,7 +16,16 @@
  * client.on("reconnecting", ({ attempt, delayMs, code }) => {
  *   console.log(`closed (${code}); retry #${attempt} in ${delayMs} ms`);
  * });
- * client.on("resumed", ({ lost }) => lost.forEach((c) => console.log(`no longer in ${c}`)));
+ * client.on("resumed", ({ lost, rejoined, failed }) => {
+ *   // Channels the session lost come back by themselves unless `rejoin: false`.
+ *   console.log(`lost ${lost.length}, rejoined ${rejoined.length}`);
+ *   failed.forEach((f) => console.log(`could not rejoin ${f.channel}: ${f.code}`));
+ * });
+ * client.on("recovered", ({ inbox, channels }) => {
+ *   // Right after a resume, before its messages: false means messages may be missing.
+ *   if (!inbox) console.log("private messages may be missing");
+ *   for (const [c, whole] of Object.entries(channels)) if (!whole) console.log(`gap in ${c}`);
+ * });
  *
  * const room = await client.join("#65a1f0c2e4b0a1b2c3d4e5f6");
  * console.log(`${room.total} viewers`);
@@ -127,6 +136,29 @@ export interface SignallerClientOptions {
  * (rate limited) after the `retryAfterMs` the server gave; each try counts
  * towards `maxRetries`. Any other refusal (e.g. 433: the grace ended and the
  * id is taken) ends the client, cause `rejected`.
+ *
+ * **Missed messages.** The client keeps the position (`epoch`, `seq`) of its
+ * inbox (from the `/descp` reply and every `privmsg`) and of each channel it
+ * is in (from the `/join` reply and every `pubmsg`), and a `/descp` with the
+ * resume token carries them as `since`. The server answers which streams it
+ * recovered: the client emits that as `recovered`, as the reply is read, and
+ * the missed messages of those streams follow. A message whose `seq` is not
+ * above its stream's position is a duplicate and is not emitted; nor are the
+ * peer's own `/pubmsg`s in a replay (it never gets them live). A stream not
+ * recovered is taken up at its next message, whatever its `seq`: the stream
+ * may have a new epoch, and the events do not name it. One whose history
+ * expired while connected starts over at `seq` 1, which is always taken;
+ * its new epoch is unknown until a `/join` reply names it, so until then a
+ * resume is told the channel was not recovered (the inbox's epoch comes
+ * with the next `/descp` reply). Positions are kept in memory only.
+ *
+ * **Channels after a new session.** When the server did not know the
+ * session any more (the grace had ended, or a server in memory restarted),
+ * the reply carries a new resume token and no channels: the client joins
+ * the channels it lost again, with the keys given to {@linkcode join}
+ * (kept in memory only), unless `rejoin: false`, and emits `resumed` once
+ * they are answered, with what was `rejoined` and what `failed`. A join
+ * left without a reply by another drop is tried after the next reconnect.
  */
 export class SignallerClient {
   #id: string;
@@ -230,8 +262,8 @@ export class SignallerClient {
 
   /**
    * Listens to events of `type`: a server event (`pubmsg`, `join`, …) or a
-   * client event (`open`, `resumed`, `reconnecting`, `close`, `event`,
-   * `invalid`). Returns a function that removes the listener. A listener
+   * client event (`open`, `resumed`, `recovered`, `reconnecting`, `close`,
+   * `event`, `invalid`). Returns a function that removes the listener. A listener
    * that throws is reported (`reportError`) and does not stop the others.
    */
   on<K extends keyof SignallerEventMap>(
