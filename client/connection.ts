@@ -35,6 +35,17 @@ export interface ConnectionOwner {
   event(event: ServerEvent): void;
 }
 
+/** Options of {@linkcode Connection.command}. */
+export interface CommandOptions<C extends CommandName> {
+  /** The command's free text, after its words. */
+  text?: string;
+  /**
+   * Called with the reply's data as soon as it is read, before the events
+   * behind it in the same frame; the promise settles later.
+   */
+  onReply?: (data: ReplyData<C>) => void;
+}
+
 /** Options of {@linkcode Connection}, all required: the client fills in the defaults. */
 export interface ConnectionOptions {
   /** The client that owns the connection. */
@@ -166,7 +177,7 @@ export class Connection {
   command<C extends CommandName>(
     cmd: C,
     words: readonly string[],
-    text?: string,
+    options: CommandOptions<C> = {},
   ): Promise<ReplyData<C>> {
     const ws = this.#ws;
     if (this.#state !== "open" || !ws || ws.readyState !== OPEN) {
@@ -174,8 +185,10 @@ export class Connection {
         new SignallerClientError("not-connected", `Cannot /${cmd}: the client is ${this.#state}`),
       );
     }
-    const frame = formatCommand(cmd, words, text);
-    return this.#replies.send(cmd, () => ws.send(frame)) as Promise<ReplyData<C>>;
+    const frame = formatCommand(cmd, words, options.text);
+    return this.#replies.send(cmd, () => ws.send(frame), {
+      onReply: options.onReply as ((data: unknown) => void) | undefined,
+    }) as Promise<ReplyData<C>>;
   }
 
   // ---- one attempt ----------------------------------------------------------
@@ -222,10 +235,11 @@ export class Connection {
     ws.onopen = () => {
       if (ws !== this.#ws) return;
       const frame = formatCommand("descp", [], this.#o.owner.descp(token));
-      this.#replies.send("descp", () => ws.send(frame)).then(
-        (data) => this.#onDescribed(ws, data as ReplyData<"descp">),
-        (e) => this.#onDescpFailed(ws, asError(e)),
-      );
+      // The reply is handled as it is read: the replayed messages right behind it in the same
+      // frame must meet the client's state of the new session.
+      this.#replies.send("descp", () => ws.send(frame), {
+        onReply: (data) => this.#onDescribed(ws, data as ReplyData<"descp">),
+      }).catch((e) => this.#onDescpFailed(ws, asError(e)));
     };
     ws.onmessage = (ev) => {
       if (ws === this.#ws) this.#replies.read(ev.data, sink);

@@ -1,9 +1,10 @@
 /**
  * The typed client's events: the server's (`pubmsg`, `join`, …) and the
- * client's own (`open`, `resumed`, `reconnecting`, `close`, `event`,
- * `invalid`), and the small emitter that delivers them.
+ * client's own (`open`, `resumed`, `recovered`, `reconnecting`, `close`,
+ * `event`, `invalid`), and the small emitter that delivers them.
  */
 import type { EventOf, EventType, ReplyData, ServerEvent } from "../protocol/messages.ts";
+import type { Recovered } from "./streams.ts";
 
 /**
  * Why the client closed for good: `user` (`close()`), `replaced` (4002: a
@@ -13,12 +14,44 @@ import type { EventOf, EventType, ReplyData, ServerEvent } from "../protocol/mes
  */
 export type CloseCause = "user" | "replaced" | "rejected" | "failed" | "retries" | "disconnected";
 
+/** A channel the client could not join again after a reconnect, and why. */
+export interface RejoinFailure {
+  channel: string;
+  /**
+   * The server's error code (e.g. 475: the key is wrong now, 474: banned),
+   * or 0 when no reply came (the connection dropped again: the client tries
+   * again after the next reconnect).
+   */
+  code: number;
+  error: Error;
+}
+
 /** Events of the client itself, next to the server's. */
 export interface ClientEvents {
   /** The first `/descp` succeeded. */
   open: ReplyData<"descp">;
-  /** A reconnect resumed the session; `lost` lists channels that did not survive it. */
-  resumed: { data: ReplyData<"descp">; lost: string[] };
+  /**
+   * A reconnect is done. `lost` lists the channels the session did not get
+   * back (all of them when the server no longer knew the session); the
+   * client then joined them again (`rejoined`) unless `rejoin: false`, and
+   * `failed` lists those it could not. Emitted once those joins are
+   * answered; right after the `/descp` reply when there are none.
+   */
+  resumed: {
+    data: ReplyData<"descp">;
+    lost: string[];
+    rejoined: string[];
+    failed: RejoinFailure[];
+  };
+  /**
+   * A `/descp` that asked for missed messages (a resume by a client with
+   * stream positions) was answered: which streams came back whole. Emitted
+   * once per such `/descp`, before `resumed` and before any message of the
+   * new connection, so a gap can be shown in its place: each stream with
+   * `false` may have lost messages (refetch, or show a gap); each with
+   * `true` has its missed messages replayed right after, once each, in order.
+   */
+  recovered: Recovered;
   /**
    * The connection dropped, or a reconnect's `/descp` was refused for a
    * while (`code` 0, `reason` the server's message); a reconnect is

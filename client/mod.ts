@@ -16,7 +16,16 @@
  * client.on("reconnecting", ({ attempt, delayMs, code }) => {
  *   console.log(`closed (${code}); retry #${attempt} in ${delayMs} ms`);
  * });
- * client.on("resumed", ({ lost }) => lost.forEach((c) => console.log(`no longer in ${c}`)));
+ * client.on("resumed", ({ lost, rejoined, failed }) => {
+ *   // Channels the session lost come back by themselves unless `rejoin: false`.
+ *   console.log(`lost ${lost.length}, rejoined ${rejoined.length}`);
+ *   failed.forEach((f) => console.log(`could not rejoin ${f.channel}: ${f.code}`));
+ * });
+ * client.on("recovered", ({ inbox, channels }) => {
+ *   // Right after a resume, before its messages: false means messages may be missing.
+ *   if (!inbox) console.log("private messages may be missing");
+ *   for (const [c, whole] of Object.entries(channels)) if (!whole) console.log(`gap in ${c}`);
+ * });
  *
  * const room = await client.join("#65a1f0c2e4b0a1b2c3d4e5f6");
  * console.log(`${room.total} viewers`);
@@ -31,20 +40,23 @@
  * ```
  * @module
  */
-import type { CommandName } from "../protocol/grammar.ts";
+import type { CommandName, Since } from "../protocol/grammar.ts";
 import { newId } from "../protocol/ids.ts";
 import { PAGE_SIZE } from "../protocol/limits.ts";
-import type { EventOf, EventType, ReplyData, ServerEvent } from "../protocol/messages.ts";
+import type { EventOf, EventType, Position, ReplyData, ServerEvent } from "../protocol/messages.ts";
 import { type BackoffOptions, resolveBackoff } from "./backoff.ts";
 import { type ClientState, Connection, type WebSocketConstructor } from "./connection.ts";
-import { Emitter, type SignallerEventMap } from "./events.ts";
+import { asError, SignallerError } from "./errors.ts";
+import { Emitter, type RejoinFailure, type SignallerEventMap } from "./events.ts";
+import { StreamPositions } from "./streams.ts";
 
 export { backoffCeiling, backoffDelay, type BackoffOptions, DEFAULT_BACKOFF } from "./backoff.ts";
 export type { ClientState, WebSocketConstructor } from "./connection.ts";
 export { type ClientErrorKind, SignallerClientError, SignallerError } from "./errors.ts";
-export type { ClientEvents, CloseCause, SignallerEventMap } from "./events.ts";
+export type { ClientEvents, CloseCause, RejoinFailure, SignallerEventMap } from "./events.ts";
+export type { Recovered } from "./streams.ts";
 export { PAGE_SIZE };
-export type { CommandName, EventOf, EventType, ReplyData, ServerEvent };
+export type { CommandName, EventOf, EventType, Position, ReplyData, ServerEvent, Since };
 
 /** The reply to `/whois` of a peer. */
 export type WhoisPeer = Extract<ReplyData<"whois">, { id: string }>;
@@ -71,6 +83,13 @@ export interface SignallerClientOptions {
   resume?: string;
   /** Reconnect and resume after an unexpected close; true unless given. */
   reconnect?: boolean;
+  /**
+   * After a reconnect that could not resume (the grace had ended, or the
+   * server forgot the session: a restart in memory), join the channels the
+   * session lost again, with the keys given to {@linkcode SignallerClient.join};
+   * true unless given. The `resumed` event says what was rejoined.
+   */
+  rejoin?: boolean;
   /** Reconnect delays; 500 ms doubling up to 30 s, with full jitter, unless given. */
   backoff?: Partial<BackoffOptions>;
   /** Reconnect attempts in a row before giving up; unlimited unless given. */
@@ -117,6 +136,29 @@ export interface SignallerClientOptions {
  * (rate limited) after the `retryAfterMs` the server gave; each try counts
  * towards `maxRetries`. Any other refusal (e.g. 433: the grace ended and the
  * id is taken) ends the client, cause `rejected`.
+ *
+ * **Missed messages.** The client keeps the position (`epoch`, `seq`) of its
+ * inbox (from the `/descp` reply and every `privmsg`) and of each channel it
+ * is in (from the `/join` reply and every `pubmsg`), and a `/descp` with the
+ * resume token carries them as `since`. The server answers which streams it
+ * recovered: the client emits that as `recovered`, as the reply is read, and
+ * the missed messages of those streams follow. A message whose `seq` is not
+ * above its stream's position is a duplicate and is not emitted; nor are the
+ * peer's own `/pubmsg`s in a replay (it never gets them live). A stream not
+ * recovered is taken up at its next message, whatever its `seq`: the stream
+ * may have a new epoch, and the events do not name it. One whose history
+ * expired while connected starts over at `seq` 1, which is always taken;
+ * its new epoch is unknown until a `/join` reply names it, so until then a
+ * resume is told the channel was not recovered (the inbox's epoch comes
+ * with the next `/descp` reply). Positions are kept in memory only.
+ *
+ * **Channels after a new session.** When the server did not know the
+ * session any more (the grace had ended, or a server in memory restarted),
+ * the reply carries a new resume token and no channels: the client joins
+ * the channels it lost again, with the keys given to {@linkcode join}
+ * (kept in memory only), unless `rejoin: false`, and emits `resumed` once
+ * they are answered, with what was `rejoined` and what `failed`. A join
+ * left without a reply by another drop is tried after the next reconnect.
  */
 export class SignallerClient {
   #id: string;
@@ -127,6 +169,14 @@ export class SignallerClient {
   #resume: string | undefined;
   #described: ReplyData<"descp"> | undefined;
   #channels = new Set<string>();
+  /** The key given to `join`, by channel (undefined: joined without one); in memory only. */
+  #keys = new Map<string, string | undefined>();
+  /** Channels lost to a session that could not resume and not joined again yet, with keys. */
+  #rejoins = new Map<string, string | undefined>();
+  #rejoin: boolean;
+  #positions = new StreamPositions();
+  /** What the `/descp` on the socket coming up carries: its resume token and `since`. */
+  #asking: { resume?: string; since?: Since } = {};
   #emitter = new Emitter<SignallerEventMap>();
   #conn: Connection;
 
@@ -138,12 +188,13 @@ export class SignallerClient {
     this.#token = options.token;
     this.#admin = options.admin;
     this.#resume = options.resume;
+    this.#rejoin = options.rejoin ?? true;
     const WS = options.WebSocket ?? globalThis.WebSocket;
     if (typeof WS !== "function") throw new TypeError("No WebSocket: pass options.WebSocket");
     this.#conn = new Connection(String(url), {
       owner: {
         token: () => typeof this.#token === "function" ? this.#token() : this.#token,
-        descp: (token) => this.#descpJson(this.#name, this.#meta, { token, resume: this.#resume }),
+        descp: (token) => this.#nextDescp(token),
         described: (data, resumed) => this.#onDescribed(data, resumed),
         event: (ev) => this.#onEvent(ev),
       },
@@ -211,8 +262,8 @@ export class SignallerClient {
 
   /**
    * Listens to events of `type`: a server event (`pubmsg`, `join`, …) or a
-   * client event (`open`, `resumed`, `reconnecting`, `close`, `event`,
-   * `invalid`). Returns a function that removes the listener. A listener
+   * client event (`open`, `resumed`, `recovered`, `reconnecting`, `close`,
+   * `event`, `invalid`). Returns a function that removes the listener. A listener
    * that throws is reported (`reportError`) and does not stop the others.
    */
   on<K extends keyof SignallerEventMap>(
@@ -249,42 +300,56 @@ export class SignallerClient {
     const meta = update.meta ?? this.#meta;
     const t = this.#token;
     const token = typeof t === "function" ? await t() : t;
-    const data = await this.#conn.command("descp", [], this.#descpJson(name, meta, { token }));
+    const data = await this.#conn.command("descp", [], {
+      text: this.#descpJson(name, meta, { token }),
+      onReply: (d) => {
+        this.#described = d;
+        this.#resume = d.resume;
+        this.#setChannels(d.channels);
+        this.#positions.redescribed(d);
+      },
+    });
     this.#name = name;
     this.#meta = { ...meta };
-    this.#described = data;
-    this.#resume = data.resume;
-    this.#channels = new Set(data.channels);
     return data;
   }
 
-  /** Joins (or creates, with `token` as its key) `channel`. */
-  async join(channel: string, token?: string): Promise<ReplyData<"join">> {
-    const data = await this.#conn.command("join", token ? [channel, token] : [channel]);
-    this.#channels.add(data.channel);
-    return data;
+  /**
+   * Joins (or creates, with `token` as its key) `channel`. The key is kept
+   * in memory, for this channel, to join it again after a reconnect that
+   * could not resume (see `rejoin`). Joining a channel the client is in
+   * changes nothing on the server and tells the client the channel's stream
+   * position again.
+   */
+  join(channel: string, token?: string): Promise<ReplyData<"join">> {
+    return this.#conn.command("join", token ? [channel, token] : [channel], {
+      onReply: (data) => this.#joined(data, token),
+    });
   }
 
   /** Leaves `channel`. */
-  async quit(channel: string): Promise<ReplyData<"quit">> {
-    const data = await this.#conn.command("quit", [channel]);
-    this.#channels.delete(data.channel);
-    return data;
+  quit(channel: string): Promise<ReplyData<"quit">> {
+    // The application wants out: a rejoin still owed for it is off.
+    this.#rejoins.delete(channel.toLowerCase());
+    return this.#conn.command("quit", [channel], { onReply: (data) => this.#left(data.channel) });
   }
 
   /** Sends `text` (an SDP, a candidate, anything) to one peer; the reply carries its away message. */
   privmsg(peer: string, text: string): Promise<ReplyData<"privmsg">> {
-    return this.#conn.command("privmsg", [peer], text);
+    return this.#conn.command("privmsg", [peer], { text });
   }
 
   /** Sends `text` to every other member of `channel` (danmaku, chat). */
   pubmsg(channel: string, text: string): Promise<ReplyData<"pubmsg">> {
-    return this.#conn.command("pubmsg", [channel], text);
+    return this.#conn.command("pubmsg", [channel], {
+      text,
+      onReply: (data) => this.#positions.published(channel.toLowerCase(), data.seq),
+    });
   }
 
   /** Sends `text` to every described peer on the server (admins only). */
   broadcast(text: string): Promise<ReplyData<"broadcast">> {
-    return this.#conn.command("broadcast", [], text);
+    return this.#conn.command("broadcast", [], { text });
   }
 
   /** Describes a channel (`#…`): members (the first {@linkcode PAGE_SIZE}), operators, whether keyed. */
@@ -314,7 +379,7 @@ export class SignallerClient {
 
   /** Sets away with message `text`; without `text` (or with `""`) toggles away. */
   away(text?: string): Promise<ReplyData<"away">> {
-    return this.#conn.command("away", [], text);
+    return this.#conn.command("away", [], { text });
   }
 
   /**
@@ -323,7 +388,7 @@ export class SignallerClient {
    * starts with `#` would be read as the channel: give the channel then.
    */
   kick(peer: string, channel?: string, text?: string): Promise<ReplyData<"kick">> {
-    return this.#conn.command("kick", channel === undefined ? [peer] : [peer, channel], text);
+    return this.#conn.command("kick", channel === undefined ? [peer] : [peer, channel], { text });
   }
 
   /** Bans `peer` from `channel` (resolved by the server when omitted). */
@@ -338,39 +403,131 @@ export class SignallerClient {
 
   // ---- the session, as the connection reports it ---------------------------
 
+  /**
+   * The `/descp` JSON of a new socket: with the resume token, if any, and
+   * then `since`, the positions of the streams the client has (a resume
+   * asks for what it missed).
+   */
+  #nextDescp(token: string | undefined): string {
+    const resume = this.#resume;
+    const since = resume === undefined ? undefined : this.#positions.since(this.#channels);
+    this.#asking = { resume, since };
+    return this.#descpJson(this.#name, this.#meta, { token, resume, since });
+  }
+
   /** The `/descp` JSON: the meta's fields, then ours; the reserved fields are never the meta's. */
   #descpJson(
     name: string,
     meta: Record<string, unknown>,
-    reserved: { token?: string; resume?: string },
+    reserved: { token?: string; resume?: string; since?: Since },
   ): string {
     const body: Record<string, unknown> = { ...meta, id: this.#id, name };
     delete body.resume;
     delete body.token;
     delete body.admin;
+    delete body.since;
     if (reserved.resume !== undefined) body.resume = reserved.resume;
+    if (reserved.since !== undefined) body.since = reserved.since;
     if (reserved.token !== undefined) body.token = reserved.token;
     if (this.#admin !== undefined) body.admin = this.#admin;
     return JSON.stringify(body);
   }
 
+  /**
+   * A `/descp` succeeded on a new socket; called as the reply is read, so
+   * `recovered` (and `resumed`, when nothing is to be rejoined) come before
+   * any message of the new socket, the replayed ones first.
+   */
   #onDescribed(data: ReplyData<"descp">, resumed: boolean): void {
     const before = this.#channels;
+    const keys = new Map(this.#keys);
+    const asking = this.#asking;
+    this.#asking = {};
     this.#described = data;
     this.#resume = data.resume;
     this.#id = data.peer.id;
-    this.#channels = new Set(data.channels);
-    if (resumed) {
-      const lost = [...before].filter((c) => !this.#channels.has(c));
-      this.#emitter.emit("resumed", { data, lost });
-    } else {
+    this.#setChannels(data.channels);
+    const recovered = this.#positions.described(data, asking.since);
+    if (recovered) this.#emitter.emit("recovered", recovered);
+    if (!resumed) {
+      // Only reconnects rejoin: after connect() the application decides.
+      this.#rejoins.clear();
       this.#emitter.emit("open", data);
+      return;
     }
+    const lost = [...before].filter((c) => !this.#channels.has(c));
+    // A new resume token: the server did not know the session, and the peer is new there.
+    const fresh = asking.resume === undefined || data.resume !== asking.resume;
+    if (fresh && this.#rejoin) { for (const c of lost) this.#rejoins.set(c, keys.get(c)); }
+    // A rejoin owed from an earlier reconnect, done though its reply was lost with the socket.
+    for (const c of this.#channels) {
+      if (!this.#rejoins.has(c)) continue;
+      this.#keys.set(c, this.#rejoins.get(c));
+      this.#rejoins.delete(c);
+    }
+    if (this.#rejoins.size === 0) {
+      this.#emitter.emit("resumed", { data, lost, rejoined: [], failed: [] });
+    } else {
+      this.#rejoinLost(data, lost);
+    }
+  }
+
+  /**
+   * Joins the channels owed a rejoin, all at once (replies come in order),
+   * then emits `resumed`. A join refused by the server is given up; one
+   * without a reply (the connection dropped again) is tried after the next
+   * reconnect.
+   */
+  async #rejoinLost(data: ReplyData<"descp">, lost: string[]): Promise<void> {
+    const owed = [...this.#rejoins];
+    const results = await Promise.allSettled(owed.map(([c, key]) => this.join(c, key)));
+    const rejoined: string[] = [];
+    const failed: RejoinFailure[] = [];
+    results.forEach((r, i) => {
+      const channel = owed[i][0];
+      if (r.status === "fulfilled") {
+        rejoined.push(channel);
+        return;
+      }
+      const error = asError(r.reason);
+      const code = error instanceof SignallerError ? error.code : 0;
+      if (code !== 0) this.#rejoins.delete(channel);
+      failed.push({ channel, code, error });
+    });
+    if (this.#conn.state === "closed") return;
+    this.#emitter.emit("resumed", { data, lost, rejoined, failed });
+  }
+
+  #joined(data: ReplyData<"join">, token: string | undefined): void {
+    const c = data.channel;
+    this.#channels.add(c);
+    // A join without a key of a channel the client is in keeps the key it was joined with.
+    if (token !== undefined || !this.#keys.has(c)) this.#keys.set(c, token);
+    this.#rejoins.delete(c);
+    this.#positions.joined(c, data.stream);
+  }
+
+  #left(channel: string): void {
+    this.#channels.delete(channel);
+    this.#keys.delete(channel);
+    this.#positions.left(channel);
+  }
+
+  /** The channels the server says the client is in; the others' keys and positions go. */
+  #setChannels(channels: string[]): void {
+    this.#channels = new Set(channels);
+    for (const c of this.#keys.keys()) if (!this.#channels.has(c)) this.#keys.delete(c);
   }
 
   #onEvent(ev: ServerEvent): void {
     if ((ev.type === "kick" || ev.type === "ban") && ev.peer === this.#id) {
-      this.#channels.delete(ev.channel);
+      this.#left(ev.channel);
+    }
+    if (ev.type === "pubmsg" || ev.type === "privmsg") {
+      if (!this.#positions.accept(ev)) return;
+      // A replay holds the peer's own /pubmsgs after its position (it never gets them live: its
+      // position counts the events it got); they are not news to it.
+      if (ev.type === "pubmsg" && ev.from === this.#id) return;
     }
     this.#emitter.emit(ev.type, ev as never);
     this.#emitter.emit("event", ev);

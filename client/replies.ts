@@ -10,8 +10,19 @@ import { asError, SignallerClientError, SignallerError } from "./errors.ts";
 
 interface Pending {
   cmd: CommandName;
+  onReply?: (data: unknown) => void;
   resolve(data: unknown): void;
   reject(error: Error): void;
+}
+
+/** Options of {@linkcode ReplyQueue.send}. */
+export interface SendOptions {
+  /**
+   * Called with the reply's data as soon as it is read, before the lines
+   * after it in the same frame: bookkeeping that the events behind the reply
+   * must see (a promise settles only after the whole frame was read).
+   */
+  onReply?: (data: unknown) => void;
 }
 
 type Schema = { safeParse(v: unknown): { success: true; data: unknown } | { success: false } };
@@ -35,9 +46,9 @@ export class ReplyQueue {
    * `data`, checked against the command's schema; rejects with a
    * {@linkcode SignallerError} on an error reply.
    */
-  send(cmd: CommandName, transmit: () => void): Promise<unknown> {
+  send(cmd: CommandName, transmit: () => void, options: SendOptions = {}): Promise<unknown> {
     return new Promise((resolve, reject) => {
-      const entry: Pending = { cmd, resolve, reject };
+      const entry: Pending = { cmd, onReply: options.onReply, resolve, reject };
       this.#pending.push(entry);
       try {
         transmit();
@@ -98,8 +109,16 @@ export class ReplyQueue {
       return;
     }
     const r = (ReplyData[p.cmd] as Schema).safeParse(data);
-    if (r.success) p.resolve(r.data);
-    else p.reject(new SignallerClientError("invalid-reply", `Malformed reply to /${p.cmd}`));
+    if (r.success) {
+      try {
+        p.onReply?.(r.data);
+      } catch (e) {
+        // A bug of the client's own bookkeeping: the command fails rather than the frame loop.
+        p.reject(asError(e));
+        return;
+      }
+      p.resolve(r.data);
+    } else p.reject(new SignallerClientError("invalid-reply", `Malformed reply to /${p.cmd}`));
   }
 
   /** A line that failed validation: if it still looks like a reply, it answers the oldest command. */

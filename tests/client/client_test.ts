@@ -88,7 +88,7 @@ test("connect() describes the peer and resolves with the typed /descp reply: idl
   assert.equal(sockets[0].readyState, WebSocket.CLOSED, "close() resolves once the socket closed");
 });
 
-test("/descp carries options.token (asked for before every /descp) and options.admin; the meta cannot set resume, token or admin", async () => {
+test("/descp carries options.token (asked for before every /descp) and options.admin; the meta cannot set resume, since, token or admin", async () => {
   await using s = await authServer();
   await using proxy = new TcpProxy(s.port);
   const id = newId();
@@ -96,7 +96,13 @@ test("/descp carries options.token (asked for before every /descp) and options.a
   const ann = makeClient(proxy.url, {
     id,
     name: "Ann",
-    meta: { color: "red", resume: "from-meta", token: "from-meta", admin: ADMIN_TOKEN },
+    meta: {
+      color: "red",
+      resume: "from-meta",
+      since: "from-meta",
+      token: "from-meta",
+      admin: ADMIN_TOKEN,
+    },
     token: async () => {
       tokens.push(await jwt(id));
       return tokens[tokens.length - 1];
@@ -120,6 +126,7 @@ test("/descp carries options.token (asked for before every /descp) and options.a
       name: "Ann",
       token: tokens[1],
       resume: me.resume,
+      since: { inbox: me.inbox },
     });
   } finally {
     await a.close();
@@ -148,7 +155,7 @@ test("describe() updates name and meta with no event for co-members, and a recon
     const first = await a.connect();
     await b.connect();
     const channel = chan();
-    await a.join(channel);
+    const joined = await a.join(channel);
     await b.join(channel);
     const seenByB = collect(b, "event");
     const d = await a.describe({ name: "Alice", meta: { color: "red" } });
@@ -169,6 +176,7 @@ test("describe() updates name and meta with no event for co-members, and a recon
       id: a.id,
       name: "Alice",
       resume: first.resume,
+      since: { inbox: first.inbox, channels: { [channel]: joined.stream } },
     });
     assert.equal(r.data.peer.name, "Alice");
   } finally {
@@ -509,9 +517,9 @@ test("a network drop rejects the commands in flight, reconnects after the backof
   }
 });
 
-test("after the grace period a reconnect starts a fresh session and reports the lost channels", async () => {
+test("after the grace period a reconnect starts a fresh session and reports the lost channels and streams; rejoin: false joins nothing", async () => {
   await using proxy = new TcpProxy(server.port);
-  const alice = makeClient(proxy.url, { name: "Alice" });
+  const alice = makeClient(proxy.url, { name: "Alice", rejoin: false });
   const a = alice.client;
   const b = makeClient(server.url, { name: "Bob" }).client;
   try {
@@ -523,6 +531,7 @@ test("after the grace period a reconnect starts a fresh session and reports the 
     // The server is out of reach until Alice's grace has ended (Bob sees her quit).
     const quit = next(b, "quit", (q) => q.peer === a.id);
     const resumed = next(a, "resumed");
+    const recovered = collect(a, "recovered");
     proxy.refuse = true;
     proxy.cut();
     assert.equal((await within(quit, GRACE_MS + WAIT_MS, "Alice's quit")).reason, "disconnect");
@@ -530,7 +539,10 @@ test("after the grace period a reconnect starts a fresh session and reports the 
     const r = await within(resumed, WAIT_MS, "resumed");
     assert.deepEqual(r.data.channels, []);
     assert.deepEqual(r.lost, [channel]);
+    assert.deepEqual([r.rejoined, r.failed], [[], []]);
     assert.deepEqual(a.channels, []);
+    // It asked for its streams; the server, for which the peer is new, recovered none.
+    assert.deepEqual(recovered, [{ inbox: false, channels: { [channel]: false } }]);
     assert.notEqual(r.data.resume, first.resume);
     assert.equal(a.resumeToken, r.data.resume);
     assert.equal(alice.descps().at(-1)?.resume, first.resume, "it did try to resume");

@@ -1,9 +1,10 @@
 /**
  * The typed client against a scripted socket, for what the real server
  * cannot be made to do on cue: send malformed messages, lay out a batch,
- * close 4001 or 4008 a live session, refuse a resume with 503 or 263. Every
- * test name says which. All else is tested against the real server
- * (`client_test.ts`).
+ * close 4001 or 4008 a live session, refuse a resume with 503 or 263, drop
+ * a connection right behind a `/descp` reply. Every test name says which.
+ * All else is tested against the real server (`client_test.ts`,
+ * `recovery_test.ts`).
  */
 import assert from "node:assert/strict";
 import {
@@ -329,5 +330,44 @@ test("scripted (a real server does not rate-limit a fresh socket's /descp): a re
   assert.equal(fake.sockets.length, 3);
   assert.equal(fake.descp(2).resume, "tok-1");
   assert.deepEqual(r.data.channels, [CHAN]);
+  await client.close();
+});
+
+test("scripted (a real server cannot be cut off between a /descp reply and the joins behind it): a rejoin the next drop cuts off is reported with code 0 and tried again after the next reconnect", async () => {
+  const joinOk = {
+    type: "ok",
+    cmd: "join",
+    data: { channel: CHAN, created: true, op: true, total: 1, members: [] },
+  };
+  const withResume = (resume: string) => {
+    const ok = descpOk(ME, []);
+    return { ...ok, data: { ...ok.data, resume } };
+  };
+  // Socket 0: the first session. 1: the server no longer knows it (a new token); the
+  // connection drops right behind the rejoin. 2: resumes the new session, and the rejoin is
+  // answered.
+  const fake = fakeServer((_body, n) => {
+    if (n === 0) return withResume("tok-1");
+    queueMicrotask(() => n === 1 ? fake.sockets[1].drop(1006) : fake.sockets[2].push(joinOk));
+    return withResume("tok-2");
+  });
+  const client = fakeClient(fake);
+  await client.connect();
+  const joining = client.join(CHAN, "k3y");
+  fake.last.push(joinOk);
+  await within(joining, WAIT_MS, "the first join");
+  const resumed = collect(client, "resumed");
+  const second = next(client, "resumed", (r) => r.rejoined.length > 0);
+  fake.last.drop(1006);
+  await within(second, WAIT_MS, "the second resumed");
+  assert.deepEqual(fake.sockets[1].sent.slice(1), [`/join ${CHAN} k3y`]);
+  assert.deepEqual(fake.sockets[2].sent.slice(1), [`/join ${CHAN} k3y`]);
+  assert.equal(fake.descp(2).resume, "tok-2");
+  assert.equal(resumed.length, 2);
+  assert.deepEqual([resumed[0].lost, resumed[0].rejoined], [[CHAN], []]);
+  assert.deepEqual(resumed[0].failed.map((f) => [f.channel, f.code]), [[CHAN, 0]]);
+  assert.ok(resumed[0].failed[0].error instanceof SignallerClientError);
+  assert.deepEqual([resumed[1].lost, resumed[1].rejoined, resumed[1].failed], [[], [CHAN], []]);
+  assert.deepEqual(client.channels, [CHAN]);
   await client.close();
 });
