@@ -13,8 +13,16 @@ const dirty = new Set<Batched>();
  * (Bun's native publish) calls it first, so no socket gets them out of order.
  */
 export function flushBatches(): void {
-  for (const c of dirty) c.flush();
+  // Taken first: a socket whose write throws must not keep every other batch waiting for good.
+  const batches = [...dirty];
   dirty.clear();
+  for (const c of batches) {
+    try {
+      c.flush();
+    } catch (e) {
+      c.failed(e);
+    }
+  }
 }
 
 /** A socket whose outgoing text is batched per turn; subclasses write the frames. */
@@ -43,4 +51,7 @@ export abstract class Batched {
 
   /** Writes one frame to the socket. */
   protected abstract write(frame: string): void;
+
+  /** A flush threw (a frame too large to build, a socket gone wrong): close the socket. */
+  abstract failed(error: unknown): void;
 }

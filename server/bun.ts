@@ -3,6 +3,7 @@
  * {@linkcode Connection}. Channel fan-out uses Bun's native topics: one
  * `publish` serializes and frames an event once for every subscriber.
  */
+import { CloseCodes } from "../protocol/mod.ts";
 import { Batched, flushBatches } from "./batch.ts";
 import { type Frontend, route, type SocketHandler } from "./frontends/frontend.ts";
 import type { Connection, Hub } from "./hub/mod.ts";
@@ -46,6 +47,10 @@ class BunConnection extends Batched implements Connection {
     // -1: queued behind backpressure (the hub checks the buffer); 0: dropped, and
     // closeOnBackpressureLimit closes the socket, so nothing is silently lost.
     this.ws.send(frame);
+  }
+  failed(): void {
+    // Only a frame too large to build throws here: the client is far behind.
+    this.ws.close(CloseCodes.TOO_SLOW, "too slow: messages not read");
   }
   get bufferedAmount(): number {
     return this.ws.getBufferedAmount();

@@ -3,6 +3,7 @@
  * {@linkcode Connection}. Events bound for one socket within one turn of the
  * event loop leave as one frame (newline-delimited JSON).
  */
+import { CloseCodes } from "../protocol/mod.ts";
 import { Batched } from "./batch.ts";
 import { type Frontend, route } from "./frontends/frontend.ts";
 import type { Connection, Hub } from "./hub/mod.ts";
@@ -30,6 +31,11 @@ class DenoConnection extends Batched implements Connection {
     if (this.#ws.readyState !== WebSocket.OPEN) return;
     this.#backlog = this.#ws.bufferedAmount;
     this.#ws.send(frame);
+  }
+
+  failed(): void {
+    // Only a frame too large to build throws here: the client is far behind.
+    this.close(CloseCodes.TOO_SLOW, "too slow: messages not read");
   }
 
   get bufferedAmount(): number {

@@ -12,6 +12,19 @@
 
 import type { EventType } from "../../protocol/mod.ts";
 
+/** A topic: `c:<channel>`, `p:<peer>` or `all` (also the name of a channel's or peer's stream). */
+export type Topic = `c:${string}` | `p:${string}` | "all";
+
+/** The topic (and stream) of a channel's events. */
+export function channelTopic(channel: string): `c:${string}` {
+  return `c:${channel}`;
+}
+
+/** The topic (and stream, the inbox) of one peer's events. */
+export function peerTopic(id: string): `p:${string}` {
+  return `p:${id}`;
+}
+
 /** What travels between nodes. */
 export interface Envelope {
   /** A serialized event (one JSON object) to deliver. */

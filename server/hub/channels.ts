@@ -13,7 +13,8 @@ import {
 import { type ChannelView, failed } from "../store/store.ts";
 import { sha256 } from "../secrets.ts";
 import { type Context, explain, refuse } from "./context.ts";
-import { encode } from "./events.ts";
+import { encode, quitEvent } from "./events.ts";
+import * as streams from "./streams.ts";
 import type { Session } from "./session.ts";
 
 /** `/join`: joins (creating the channel with the key), tells the members. */
@@ -25,35 +26,41 @@ export async function join(
   ctx.needBus();
   const id = s.id!;
   const keyHash = c.token === undefined ? null : await sha256(c.channel + "\n" + c.token);
+  // Messages published between the join and this node's subscription are replayed from here.
+  const start = ctx.store.history > 0 ? await streams.joinStart(ctx, c.channel) : undefined;
   const r = await ctx.must(ctx.store.join(id, c.channel, keyHash), { channel: c.channel });
-  // Also when `already`: a retried /join whose first reply was lost must be a member here too.
-  ctx.delivery.joinLocal(s, c.channel);
-  if (!r.already && ctx.showsPresence(r.total)) {
-    ctx.delivery.toChannel(
-      c.channel,
-      encode({
-        type: "join",
-        ts: ctx.now(),
-        channel: c.channel,
-        peer: { id, name: s.peer.name },
-      }),
-      id,
-    );
+  const hold = ctx.store.history > 0 ? s.hold() : 0;
+  try {
+    // Also when `already`: a retried /join whose first reply was lost must be a member here too.
+    ctx.delivery.joinLocal(s, c.channel);
+    if (!r.already && ctx.showsPresence(r.total)) {
+      ctx.delivery.toChannel(
+        c.channel,
+        encode({
+          type: "join",
+          ts: ctx.now(),
+          channel: c.channel,
+          peer: { id, name: s.peer.name },
+        }),
+        id,
+      );
+    }
+    const members = await ctx.timed(ctx.store.members(c.channel, 0, PAGE_SIZE));
+    const data: ReplyData<"join"> = {
+      channel: c.channel,
+      created: r.created,
+      op: r.op,
+      total: r.total,
+      members,
+    };
+    if (hold !== 0) {
+      const stream = await streams.joined(ctx, s, c.channel, r.created ? "created" : start);
+      if (stream !== undefined) data.stream = stream;
+    }
+    return data;
+  } finally {
+    if (hold !== 0) streams.endHold(ctx, s, hold);
   }
-  const members = await ctx.timed(ctx.store.members(c.channel, 0, PAGE_SIZE));
-  const data: ReplyData<"join"> = {
-    channel: c.channel,
-    created: r.created,
-    op: r.op,
-    total: r.total,
-    members,
-  };
-  if (ctx.store.history > 0) {
-    // The position must not pass a message this node is not yet subscribed to receive.
-    await ctx.delivery.listening(s, [c.channel]);
-    data.stream = await ctx.timed(ctx.store.position(`c:${c.channel}`));
-  }
-  return data;
 }
 
 /** `/quit`: leaves a channel, tells the members who remain. */
@@ -69,11 +76,7 @@ export async function quit(
   ctx.delivery.leaveLocal(s, c.channel);
   if (failed(r)) refuse(r.error, explain(r.error, { channel: c.channel }));
   if (ctx.showsPresence(r.total + 1)) {
-    ctx.delivery.toChannel(
-      c.channel,
-      encode({ type: "quit", ts: ctx.now(), channel: c.channel, peer: id, reason: "quit" }),
-      id,
-    );
+    ctx.delivery.toChannel(c.channel, quitEvent(ctx, c.channel, id, "quit"), id);
   }
   return { channel: c.channel };
 }

@@ -14,7 +14,7 @@ import {
 import type { Bus } from "../bus/bus.ts";
 import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
-import { type Fail, failed, type Store } from "../store/store.ts";
+import { type Awaitable, type Fail, failed, type Store } from "../store/store.ts";
 import type { Delivery } from "./delivery.ts";
 
 /** An ICE server handed out in the `descp` reply. */
@@ -81,7 +81,7 @@ export class Context {
   readonly now: () => number;
 
   constructor(
-    parts: Omit<Context, "timed" | "must" | "needBus" | "showsPresence" | "unexpected">,
+    parts: Omit<Context, "timed" | "then" | "must" | "needBus" | "showsPresence" | "unexpected">,
   ) {
     this.node = parts.node;
     this.options = parts.options;
@@ -101,6 +101,14 @@ export class Context {
     } finally {
       this.metrics.store.observe(performance.now() - t0);
     }
+  }
+
+  /**
+   * Applies `f` to a store answer that may be at hand (the memory store on
+   * the hot path) or on its way (timed then): no promise when none is needed.
+   */
+  then<T, R>(v: Awaitable<T>, f: (t: T) => R): R | Promise<R> {
+    return v instanceof Promise ? this.timed(v).then(f) : f(v);
   }
 
   /** Awaits a store operation; its failure becomes the error reply. */

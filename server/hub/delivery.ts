@@ -5,7 +5,7 @@
  * Every send checks the slow-consumer limit (close 4008).
  */
 import { CloseCodes } from "../../protocol/mod.ts";
-import type { Bus, Envelope } from "../bus/bus.ts";
+import { type Bus, channelTopic, type Envelope, peerTopic } from "../bus/bus.ts";
 import type { Metrics } from "../metrics.ts";
 import type { Outbound } from "./events.ts";
 import type { Connection, Session } from "./session.ts";
@@ -73,22 +73,29 @@ export class Delivery {
   /** `s` now holds its peer on this node: deliveries to the id reach it. */
   bind(s: Session): void {
     this.peers.set(s.id!, s);
-    this.#o.bus.subscribe("p:" + s.id);
+    this.#o.bus.subscribe(peerTopic(s.id!));
   }
 
   /**
    * Resolves once the bus delivers here what is published to `s`'s peer and
    * to `channels` (those it is a member of here): a stream read after it
    * misses nothing published meanwhile. Gives up waiting after `timeoutMs`
-   * (the bus is down: the reply goes out, live messages follow on reconnect).
+   * (the bus is down): false then, and what was published meanwhile may be
+   * neither read nor delivered.
    */
-  listening(s: Session, channels: Iterable<string>, timeoutMs = LISTEN_TIMEOUT_MS): Promise<void> {
+  listening(
+    s: Session,
+    channels: Iterable<string>,
+    timeoutMs = LISTEN_TIMEOUT_MS,
+  ): Promise<boolean> {
     const topics: string[] = [];
-    if (this.peers.get(s.id!) === s) topics.push("p:" + s.id);
-    for (const c of channels) if (s.channels.has(c)) topics.push("c:" + c);
+    if (this.peers.get(s.id!) === s) topics.push(peerTopic(s.id!));
+    for (const c of channels) if (s.channels.has(c)) topics.push(channelTopic(c));
     let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<void>((resolve) => timer = setTimeout(resolve, timeoutMs));
-    const active = Promise.all(topics.map((t) => this.#o.bus.subscribe(t))).then(() => {});
+    const timeout = new Promise<false>((resolve) =>
+      timer = setTimeout(() => resolve(false), timeoutMs)
+    );
+    const active = Promise.all(topics.map((t) => this.#o.bus.subscribe(t))).then(() => true);
     return Promise.race([active, timeout]).finally(() => clearTimeout(timer));
   }
 
@@ -97,7 +104,7 @@ export class Delivery {
     for (const c of [...s.channels]) this.leaveLocal(s, c);
     if (this.peers.get(s.id!) === s) {
       this.peers.delete(s.id!);
-      this.#o.bus.unsubscribe("p:" + s.id);
+      this.#o.bus.unsubscribe(peerTopic(s.id!));
     }
   }
 
@@ -109,12 +116,13 @@ export class Delivery {
     if (members === undefined) {
       members = { all: new Set() };
       this.#local.set(channel, members);
-      this.#o.bus.subscribe("c:" + channel);
+      this.#o.bus.subscribe(channelTopic(channel));
     }
     members.all.add(s);
     if (this.#fanout === undefined) return;
-    if (!s.holding && this.#fanout.accepts(s.conn)) this.#fanout.subscribe(s.conn, "c:" + channel);
-    else (members.direct ??= new Set()).add(s);
+    if (!s.holding && this.#fanout.accepts(s.conn)) {
+      this.#fanout.subscribe(s.conn, channelTopic(channel));
+    } else (members.direct ??= new Set()).add(s);
   }
 
   /** `s` is no longer a member of `channel` here. */
@@ -123,11 +131,11 @@ export class Delivery {
     const members = this.#local.get(channel);
     if (members === undefined || !members.all.delete(s)) return;
     if (members.direct?.delete(s) !== true && !s.gone && this.#fanout?.accepts(s.conn)) {
-      this.#fanout.unsubscribe(s.conn, "c:" + channel);
+      this.#fanout.unsubscribe(s.conn, channelTopic(channel));
     }
     if (members.all.size > 0) return;
     this.#local.delete(channel);
-    this.#o.bus.unsubscribe("c:" + channel);
+    this.#o.bus.unsubscribe(channelTopic(channel));
   }
 
   // ---- sending -------------------------------------------------------------------
@@ -141,8 +149,11 @@ export class Delivery {
 
   /** One event to one socket, held back while it holds events; `stream`/`seq` of a message. */
   send(s: Session, text: string, stream?: string, seq?: number): void {
-    if (s.holding) s.keep(seq === undefined ? { text } : { text, stream, seq });
-    else this.write(s, text);
+    if (!s.holding) return this.write(s, text);
+    // Held back too much: the client would not have read it in time either.
+    if (s.keep(seq === undefined ? { text } : { text, stream, seq }) > this.#o.maxBuffered) {
+      this.#o.drop(s, CloseCodes.TOO_SLOW, "too slow: too much held back during a resume");
+    }
   }
 
   /**
@@ -162,7 +173,7 @@ export class Delivery {
     if (this.#fanout === undefined || !this.#fanout.accepts(s.conn)) return;
     for (const channel of s.channels) {
       if (this.#local.get(channel)?.direct?.delete(s)) {
-        this.#fanout.subscribe(s.conn, "c:" + channel);
+        this.#fanout.subscribe(s.conn, channelTopic(channel));
       }
     }
   }
@@ -171,9 +182,9 @@ export class Delivery {
   toPeer(id: string, out: Outbound): void {
     const s = this.peers.get(id);
     if (s !== undefined) {
-      this.send(s, out.text, "p:" + id, out.seq);
+      this.send(s, out.text, peerTopic(id), out.seq);
       this.#o.metrics.count(this.#o.metrics.messagesOut, out.type);
-    } else this.#o.bus.publish("p:" + id, { type: out.type, text: out.text });
+    } else this.#o.bus.publish(peerTopic(id), { type: out.type, text: out.text });
   }
 
   /** To every member of `channel` on every node, but `except`; `drop` leaves with it. */
@@ -183,7 +194,7 @@ export class Delivery {
     if (out.seq !== undefined) env.seq = out.seq;
     if (except !== undefined) env.except = except;
     if (drop !== undefined) env.drop = drop;
-    this.#o.bus.publish("c:" + channel, env);
+    this.#o.bus.publish(channelTopic(channel), env);
   }
 
   /** To the members of several channels on every node, each once, but `except`. */
@@ -227,7 +238,7 @@ export class Delivery {
     if (members !== undefined && out !== undefined) {
       const t0 = performance.now();
       const sent = this.#fanout === undefined
-        ? this.#each(members.all, out, except, "c:" + channel)
+        ? this.#each(members.all, out, except, channelTopic(channel))
         : this.#native(channel, members, out, except);
       this.#o.metrics.fanout.observe(performance.now() - t0);
       this.#o.metrics.count(this.#o.metrics.messagesOut, out.type, sent);
@@ -256,10 +267,10 @@ export class Delivery {
       members.direct?.has(sender) !== true;
     const direct = members.direct === undefined
       ? 0
-      : this.#each(members.direct, out, except, "c:" + channel);
+      : this.#each(members.direct, out, except, channelTopic(channel));
     const native = members.all.size - (members.direct?.size ?? 0) - (skip ? 1 : 0);
     const to = skip ? sender.conn : undefined;
-    if (native > 0 && this.#fanout!.publish("c:" + channel, out.text, to)) {
+    if (native > 0 && this.#fanout!.publish(channelTopic(channel), out.text, to)) {
       // Someone is backed up: find who is over the limit.
       for (const s of members.all) this.#checkBuffered(s);
     }

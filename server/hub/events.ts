@@ -21,6 +21,16 @@ export function head<T extends "pubmsg" | "privmsg">(event: EventOf<T> & { type:
   return text.slice(0, -1);
 }
 
+/** A `quit` event: `peer` left `channel` (by `/quit`, or its grace ended). */
+export function quitEvent(
+  ctx: { now(): number },
+  channel: string,
+  peer: string,
+  reason: "quit" | "disconnect",
+): Outbound {
+  return encode({ type: "quit", ts: ctx.now(), channel, peer, reason });
+}
+
 /** Serializes an event once, for every recipient. */
 export function encode<T extends EventType>(event: EventOf<T> & { type: T }): Outbound {
   return { type: event.type, text: JSON.stringify(event) };

@@ -1,21 +1,16 @@
 /**
- * Identity (PROTOCOL.md, "`/descp`", "Resume and takeover", "Disconnect
- * grace"): claiming an id, taking a session over with the resume token,
+ * Identity (PROTOCOL.md, "`/descp`", "Semantics": descp first, identity,
+ * disconnect grace, several nodes): claiming an id, taking a session over with the resume token,
  * closing sessions, releasing a peer into its grace and quitting the peers
  * whose grace ended.
  */
-import {
-  CloseCodes,
-  Codes,
-  type Description,
-  type ReplyData,
-  type Since,
-} from "../../protocol/mod.ts";
-import type { Position, StreamName } from "../store/store.ts";
+import { CloseCodes, Codes, type Description, type ReplyData } from "../../protocol/mod.ts";
+import { peerTopic } from "../bus/bus.ts";
 import { randomToken, sameSecret, sha256 } from "../secrets.ts";
 import { type Context, refuse } from "./context.ts";
-import { encode } from "./events.ts";
-import type { Held, Session } from "./session.ts";
+import { quitEvent } from "./events.ts";
+import type { Session } from "./session.ts";
+import * as streams from "./streams.ts";
 
 /** `/descp`: claims the id (new, or resumed with its token) and describes the session. */
 export async function descp(ctx: Context, s: Session, d: Description): Promise<ReplyData<"descp">> {
@@ -31,7 +26,7 @@ export async function descp(ctx: Context, s: Session, d: Description): Promise<R
       admin: admin || s.peer.admin,
     }));
     s.describe({ ...s.peer, name: d.name, admin: admin || s.peer.admin });
-    return described(ctx, s, d);
+    return described(ctx, s, d, false);
   }
   if (o.auth !== undefined) {
     const claims = await o.auth(d.token, d.id);
@@ -60,17 +55,16 @@ export async function descp(ctx: Context, s: Session, d: Description): Promise<R
   // The claim holds the id now: any other session of it is over, here or elsewhere.
   const old = ctx.delivery.peers.get(d.id);
   if (claimed.replaced !== undefined && old?.nonce !== claimed.replaced.session) {
-    ctx.bus.publish("p:" + d.id, { replace: claimed.replaced.session });
+    ctx.bus.publish(peerTopic(d.id), { replace: claimed.replaced.session });
   }
   if (s.gone) {
     // The socket closed while the claim was in flight: the peer starts its grace now.
     if (old !== undefined) evict(ctx, old, CloseCodes.REPLACED, "replaced by a newer session");
-    await ctx.store.releasePeer(d.id, s.nonce, ctx.now() + o.graceMs);
+    await release(ctx, d.id, s.nonce);
     refuse(Codes.ERR_UNAVAILABLE, "closed");
   }
   // A resume that asks for what it missed holds live events back until the replay is out.
-  const since = claimed.fresh ? undefined : d.since;
-  if (since !== undefined && ctx.store.history > 0) s.hold();
+  const hold = d.since !== undefined && !claimed.fresh && ctx.store.history > 0 ? s.hold() : 0;
   s.describe({
     id: d.id,
     name: d.name,
@@ -83,49 +77,24 @@ export async function descp(ctx: Context, s: Session, d: Description): Promise<R
   ctx.delivery.bind(s);
   for (const c of claimed.channels) ctx.delivery.joinLocal(s, c);
   if (old !== undefined) evict(ctx, old, CloseCodes.REPLACED, "replaced by a newer session");
-  const data = await described(ctx, s, d);
-  if (ctx.store.history > 0) {
-    // Messages published before the subscriptions are active would be neither live nor read.
-    await ctx.delivery.listening(s, s.channels);
-    data.inbox = await ctx.timed(ctx.store.position(`p:${d.id}`));
-    if (d.since !== undefined) data.recovered = await recover(ctx, s, since ?? {}, d.since);
+  try {
+    return await described(ctx, s, d, !claimed.fresh);
+  } catch (e) {
+    // The claim took effect but the reply cannot be made: no half-described session.
+    drop(ctx, s, CloseCodes.GOING_AWAY, "the server could not complete descp; resume");
+    throw e;
+  } finally {
+    if (hold !== 0) streams.endHold(ctx, s, hold);
   }
-  return data;
 }
 
-/**
- * Puts the messages a resumed peer missed before the events held back: for
- * each stream asked, true when every message after its position is in
- * history (and replayed), false otherwise (nothing replayed).
- */
-async function recover(
+/** The `/descp` reply for a session now described; `resumed`: it took an existing peer over. */
+async function described(
   ctx: Context,
   s: Session,
-  have: Since,
-  asked: Since,
-): Promise<NonNullable<ReplyData<"descp">["recovered"]>> {
-  const replay: Held[] = [];
-  const one = async (stream: StreamName, from: Position | undefined): Promise<boolean> => {
-    if (from === undefined) return false;
-    const texts = await ctx.timed(ctx.store.since(stream, from));
-    if (texts === null) return false;
-    texts.forEach((text, i) => replay.push({ text, stream, seq: from.seq + i + 1 }));
-    return true;
-  };
-  const recovered: NonNullable<ReplyData<"descp">["recovered"]> = {};
-  if (asked.inbox !== undefined) recovered.inbox = await one(`p:${s.id}`, have.inbox);
-  if (asked.channels !== undefined) {
-    recovered.channels = {};
-    for (const channel of Object.keys(asked.channels)) {
-      const from = s.channels.has(channel) ? have.channels?.[channel] : undefined;
-      recovered.channels[channel] = await one(`c:${channel}`, from);
-    }
-  }
-  if (s.holding) s.prepend(replay);
-  return recovered;
-}
-
-async function described(ctx: Context, s: Session, d: Description): Promise<ReplyData<"descp">> {
+  d: Description,
+  resumed: boolean,
+): Promise<ReplyData<"descp">> {
   const data: ReplyData<"descp"> = {
     peer: { id: d.id, name: d.name, meta: d.meta },
     resume: s.peer.resume,
@@ -134,6 +103,7 @@ async function described(ctx: Context, s: Session, d: Description): Promise<Repl
     server: { name: "signaller", version: ctx.options.version, node: ctx.node },
   };
   if (ctx.options.iceServers !== undefined) data.iceServers = await ctx.options.iceServers(d.id);
+  if (ctx.store.history > 0) Object.assign(data, await streams.described(ctx, s, d.since, resumed));
   return data;
 }
 
@@ -164,8 +134,13 @@ export function disconnected(ctx: Context, s: Session): Promise<void> {
   ctx.delivery.sessions.delete(s);
   if (s.id === null || s.replaced) return Promise.resolve();
   ctx.delivery.forget(s);
-  return ctx.timed(ctx.store.releasePeer(s.id, s.nonce, ctx.now() + ctx.options.graceMs))
-    .catch((e) => ctx.unexpected("release", e, { peer: s.id }));
+  return release(ctx, s.id, s.nonce);
+}
+
+/** The session `nonce` no longer holds peer `id`: the peer enters its grace (never rejects). */
+function release(ctx: Context, id: string, nonce: string): Promise<void> {
+  return ctx.timed(ctx.store.releasePeer(id, nonce, ctx.now() + ctx.options.graceMs))
+    .catch((e) => ctx.unexpected("release", e, { peer: id }));
 }
 
 /** Quits the peers whose grace ended, once for the whole cluster, every `sweepMs`. */
@@ -196,16 +171,7 @@ export class GraceSweeper {
         if (stale !== undefined) evict(ctx, stale, CloseCodes.GOING_AWAY, "session expired");
         for (const t of gone.channels) {
           if (!ctx.showsPresence(t.total + 1)) continue;
-          ctx.delivery.toChannel(
-            t.channel,
-            encode({
-              type: "quit",
-              ts: ctx.now(),
-              channel: t.channel,
-              peer: gone.id,
-              reason: "disconnect",
-            }),
-          );
+          ctx.delivery.toChannel(t.channel, quitEvent(ctx, t.channel, gone.id, "disconnect"));
         }
       }
     } catch (e) {

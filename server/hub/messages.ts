@@ -12,7 +12,8 @@ import {
 } from "../../protocol/mod.ts";
 import { type Context, refuse, type Result } from "./context.ts";
 import { encode, head } from "./events.ts";
-import type { Appended, Routed } from "../store/store.ts";
+import type { Routed } from "../store/store.ts";
+import { deliverAppended } from "./streams.ts";
 import type { Session } from "./session.ts";
 
 /**
@@ -26,10 +27,10 @@ export function privmsg(ctx: Context, s: Session, c: CommandArgs<"privmsg">): Re
   if (ctx.store.history > 0) {
     // A store that delivers does it through the bus, also to this node.
     if (ctx.store.delivers) ctx.needBus();
-    const routed = ctx.store.route(c.peer, head(event));
-    return routed instanceof Promise
-      ? ctx.timed(routed).then((r) => routedReply(ctx, c.peer, r, id, ts))
-      : routedReply(ctx, c.peer, routed, id, ts);
+    return ctx.then(
+      ctx.store.route(c.peer, head(event)),
+      (r) => routedReply(ctx, c.peer, r, id, ts),
+    );
   }
   const out = encode(event);
   const target = ctx.delivery.peers.get(c.peer);
@@ -55,9 +56,7 @@ function routedReply(
 ): ReplyData<"privmsg"> {
   if (r === null) refuse(Codes.ERR_NOSUCHNICK, `No such peer: ${peer}`);
   if (!r.online) return { id, ts, queued: true };
-  if (!ctx.store.delivers) {
-    ctx.delivery.toPeer(peer, { type: "privmsg", text: r.text, seq: r.seq });
-  }
+  deliverAppended(ctx, r, "privmsg", (out) => ctx.delivery.toPeer(peer, out));
   return awayReply(id, ts, r.away, r.message);
 }
 
@@ -85,14 +84,10 @@ export function pubmsg(ctx: Context, s: Session, c: CommandArgs<"pubmsg">): Resu
       ctx.delivery.toChannel(c.channel, encode(event), s.id!);
       return { id, ts };
     }
-    const appended = ctx.store.publish(c.channel, head(event), s.id!);
-    const published = (a: Appended): ReplyData<"pubmsg"> => {
-      if (!ctx.store.delivers) {
-        ctx.delivery.toChannel(c.channel, { type: "pubmsg", text: a.text, seq: a.seq }, s.id!);
-      }
+    return ctx.then(ctx.store.publish(c.channel, head(event), s.id!), (a) => {
+      deliverAppended(ctx, a, "pubmsg", (out) => ctx.delivery.toChannel(c.channel, out, s.id!));
       return { id, ts, seq: a.seq };
-    };
-    return appended instanceof Promise ? ctx.timed(appended).then(published) : published(appended);
+    });
   }
   return ctx.timed(ctx.store.getChannel(c.channel)).then((ch) =>
     ch === null

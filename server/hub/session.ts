@@ -51,6 +51,9 @@ export class Session {
   #replaced = false;
   #handshake?: ReturnType<typeof setTimeout>;
   #held?: Held[];
+  #heldBytes = 0;
+  /** Which hold is current, so a late safety release never ends a newer one. */
+  #holds = 0;
 
   constructor(conn: Connection) {
     this.conn = conn;
@@ -81,14 +84,25 @@ export class Session {
     return this.#held !== undefined;
   }
 
-  /** Holds events back until {@linkcode release}. */
-  hold(): void {
-    this.#held ??= [];
+  /** Holds events back until {@linkcode release}; returns which hold this is. */
+  hold(): number {
+    if (this.#held === undefined) {
+      this.#held = [];
+      this.#heldBytes = 0;
+      this.#holds++;
+    }
+    return this.#holds;
   }
 
-  /** Adds an event to those held back. */
-  keep(event: Held): void {
+  /** Which hold is current: 0 when not holding. */
+  get holdId(): number {
+    return this.#held === undefined ? 0 : this.#holds;
+  }
+
+  /** Adds an event to those held back; returns the bytes (UTF-16 units) held in all. */
+  keep(event: Held): number {
     this.#held!.push(event);
+    return this.#heldBytes += event.text.length;
   }
 
   /** Puts `events` before every event held back (a replay comes before live events). */

@@ -360,7 +360,10 @@ export class MemoryStore implements Store {
     return Promise.resolve(ring?.position(this.#now()) ?? { epoch: "", seq: 0 });
   }
 
-  since(stream: StreamName, from: Position): Promise<string[] | null> {
+  since(stream: StreamName, from: Position, reader: string): Promise<string[] | null> {
+    if (stream[0] === "c" && this.#channels.get(stream.slice(2))?.members.has(reader) !== true) {
+      return Promise.resolve(null);
+    }
     return Promise.resolve(this.#stream(stream)?.since(from, this.#now()) ?? null);
   }
 

@@ -144,8 +144,8 @@ export class RedisStore implements Store {
     return this.#run("position", stream, this.#historyTtlMs);
   }
 
-  since(stream: StreamName, from: Position): Promise<string[] | null> {
-    return this.#run("since", stream, from.epoch, from.seq);
+  since(stream: StreamName, from: Position, reader: string): Promise<string[] | null> {
+    return this.#run("since", stream, from.epoch, from.seq, reader);
   }
 
   get #historyTtlMs(): number {

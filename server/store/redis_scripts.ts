@@ -825,10 +825,17 @@ return { epoch, seq }
    * The messages after `fromSeq` in epoch `epoch`, oldest first; null when the
    * epoch differs or any of them is no longer in the list (never a partial replay).
    */
-  since: script<[stream: string, epoch: string, fromSeq: number], string[] | null>(
+  since: script<
+    [stream: string, epoch: string, fromSeq: number, reader: string],
+    string[] | null
+  >(
     `
-local name, epoch, from = unpack(ARGV, 3)
+local name, epoch, from, reader = unpack(ARGV, 3)
 from = tonumber(from)
+-- A channel's history is for its members only, checked in the same step as the read.
+if string.sub(name, 1, 2) == 'c:' and not isMember(string.sub(name, 3), reader) then
+  return false
+end
 local sk, log = streamKeys(name)
 local f = redis.call('HMGET', sk, 'epoch', 'seq')
 if not f[1] or f[1] ~= epoch then return false end

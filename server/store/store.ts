@@ -213,8 +213,12 @@ export interface Store {
   route(peer: string, head: string): Awaitable<Routed | null>;
   /** A stream's position (an empty stream gets its epoch now). */
   position(stream: StreamName): Promise<Position>;
-  /** The messages after `from`, oldest first; null when they are not all in history. */
-  since(stream: StreamName, from: Position): Promise<string[] | null>;
+  /**
+   * The messages after `from`, oldest first, for `reader`; null when they are
+   * not all in history, or when `reader` is not a member of the stream's
+   * channel (checked in the same atomic step as the read).
+   */
+  since(stream: StreamName, from: Position, reader: string): Promise<string[] | null>;
   /** Peers online on all nodes. */
   onlineCount(): Promise<number>;
   /** Whether the store is reachable. */

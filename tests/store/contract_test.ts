@@ -723,11 +723,24 @@ function contract(kind: string, make: MakeWorld, ignore: boolean): void {
       assert.deepEqual(sent, [1, 2, 3].map((seq) => ({ seq, text: texts(head, [seq])[0] })));
       assert.deepEqual(JSON.parse(sent[2].text), { type: "pubmsg", text: 'h"i', seq: 3 });
       assert.deepEqual(await s2.position(`c:${c}`), { epoch: p0.epoch, seq: 3 });
-      assert.deepEqual(await s2.since(`c:${c}`, p0), texts(head, [1, 2, 3]));
-      assert.deepEqual(await s1.since(`c:${c}`, { epoch: p0.epoch, seq: 1 }), texts(head, [2, 3]));
-      assert.deepEqual(await s1.since(`c:${c}`, { epoch: p0.epoch, seq: 3 }), []);
-      assert.equal(await s1.since(`c:${c}`, { epoch: p0.epoch, seq: 4 }), null, "from the future");
-      assert.equal(await s1.since(`c:${c}`, { epoch: "other", seq: 0 }), null, "another epoch");
+      assert.deepEqual(await s2.since(`c:${c}`, p0, a.id), texts(head, [1, 2, 3]));
+      assert.deepEqual(
+        await s1.since(`c:${c}`, { epoch: p0.epoch, seq: 1 }, a.id),
+        texts(head, [2, 3]),
+      );
+      assert.deepEqual(await s1.since(`c:${c}`, { epoch: p0.epoch, seq: 3 }, a.id), []);
+      assert.equal(
+        await s1.since(`c:${c}`, { epoch: p0.epoch, seq: 4 }, a.id),
+        null,
+        "from the future",
+      );
+      assert.equal(
+        await s1.since(`c:${c}`, { epoch: "other", seq: 0 }, a.id),
+        null,
+        "another epoch",
+      );
+      const outsider = await claimNew(s2, "n2");
+      assert.equal(await s2.since(`c:${c}`, p0, outsider.id), null, "members only");
       // Another channel has its own stream.
       const c2 = newChannel();
       await joinOk(s1, a.id, c2);
@@ -746,9 +759,9 @@ function contract(kind: string, make: MakeWorld, ignore: boolean): void {
     await joinOk(s, a.id, c);
     const { epoch } = await s.position(`c:${c}`);
     for (let i = 0; i < 5; i++) await s.publish(c, "{", a.id);
-    assert.equal(await s.since(`c:${c}`, { epoch, seq: 0 }), null, "never a partial replay");
-    assert.equal(await s.since(`c:${c}`, { epoch, seq: 1 }), null);
-    assert.deepEqual(await s.since(`c:${c}`, { epoch, seq: 2 }), texts("{", [3, 4, 5]));
+    assert.equal(await s.since(`c:${c}`, { epoch, seq: 0 }, a.id), null, "never a partial replay");
+    assert.equal(await s.since(`c:${c}`, { epoch, seq: 1 }, a.id), null);
+    assert.deepEqual(await s.since(`c:${c}`, { epoch, seq: 2 }, a.id), texts("{", [3, 4, 5]));
     assert.deepEqual(await s.position(`c:${c}`), { epoch, seq: 5 });
   });
 
@@ -779,7 +792,7 @@ function contract(kind: string, make: MakeWorld, ignore: boolean): void {
       const queued = await s2.route(a.id, "{");
       assert.equal(queued?.online, false);
       assert.equal(queued?.seq, 3);
-      assert.deepEqual(await s1.since(`p:${a.id}`, { epoch, seq: 0 }), texts("{", [1, 2, 3]));
+      assert.deepEqual(await s1.since(`p:${a.id}`, { epoch, seq: 0 }, a.id), texts("{", [1, 2, 3]));
       // Once forgotten, the peer is unknown; a new peer with its id starts a new inbox.
       await s1.expirePeers(Date.now() + 120_000);
       assert.equal(await s2.route(a.id, "{"), null);
@@ -787,7 +800,7 @@ function contract(kind: string, make: MakeWorld, ignore: boolean): void {
       const fresh = await s1.position(`p:${a.id}`);
       assert.equal(fresh.seq, 0);
       assert.notEqual(fresh.epoch, epoch);
-      assert.equal(await s1.since(`p:${a.id}`, { epoch, seq: 0 }), null);
+      assert.equal(await s1.since(`p:${a.id}`, { epoch, seq: 0 }, a.id), null);
     },
   );
 
@@ -808,7 +821,7 @@ function contract(kind: string, make: MakeWorld, ignore: boolean): void {
       return after.epoch !== before.epoch;
     }, "the history expires");
     assert.equal(after.seq, 0);
-    assert.equal(await s.since(`c:${c}`, { epoch: before.epoch, seq: 1 }), null);
+    assert.equal(await s.since(`c:${c}`, { epoch: before.epoch, seq: 1 }, a.id), null);
     assert.equal((await s.publish(c, "{", a.id)).seq, 1);
     assert.equal((await s.position(`c:${c}`)).epoch, after.epoch);
   });

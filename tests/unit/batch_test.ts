@@ -14,8 +14,15 @@ class Recorder extends Batched {
   frames(): string[] {
     return this.log.filter(([n]) => n === this.name).map(([, f]) => f);
   }
+  /** Set to make the next write throw. */
+  broken = false;
+  failures: unknown[] = [];
   protected write(frame: string): void {
+    if (this.broken) throw new RangeError("Invalid string length");
     this.log.push([this.name, frame]);
+  }
+  failed(error: unknown): void {
+    this.failures.push(error);
   }
 }
 
@@ -96,4 +103,19 @@ Deno.test("a socket's flush() writes only its own batch, once", async () => {
   assert.deepEqual(log, [["a", "a1"]]);
   await nextTurn();
   assert.deepEqual(log, [["a", "a1"], ["b", "b1"]]);
+});
+
+Deno.test("a socket whose flush throws is told, and every other batch still leaves", async () => {
+  const log: string[][] = [];
+  const bad = new Recorder("bad", log);
+  const good = new Recorder("good", log);
+  bad.broken = true;
+  bad.send('{"n":1}');
+  good.send('{"n":2}');
+  await nextTurn();
+  assert.equal(bad.failures.length, 1);
+  assert.deepEqual(good.frames(), ['{"n":2}']);
+  good.send('{"n":3}');
+  await nextTurn();
+  assert.deepEqual(good.frames(), ['{"n":2}', '{"n":3}'], "later turns flush too");
 });

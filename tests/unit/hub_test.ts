@@ -263,13 +263,14 @@ Deno.test("hub: a retried /join the store already applied makes the peer a membe
 
 Deno.test("hub: live messages during a resume's replay come after it, each once", async () => {
   const store = new MemoryStore({ ...limits, history: 100, historyTtlMs: 60_000 });
-  // `since` waits for the gate: a message is published while the replay is being read.
+  // Once closed, `since` waits for the gate: a message is published while the replay is read.
   let open!: () => void;
+  let gated = false;
   const gate = new Promise<void>((r) => (open = r));
   const since = store.since.bind(store);
-  store.since = async (stream, from) => {
-    await gate;
-    return since(stream, from);
+  store.since = async (stream, from, reader) => {
+    if (gated) await gate;
+    return since(stream, from, reader);
   };
   await using t = setup({ store });
   const a = await t.peer("a");
@@ -283,6 +284,7 @@ Deno.test("hub: live messages during a resume's replay come after it, each once"
   await t.say(b.c, `/pubmsg ${ch} one`, `/pubmsg ${ch} two`);
 
   const a2 = t.open();
+  gated = true;
   const since0 = { channels: { [ch]: position } };
   await t.say(
     a2,
