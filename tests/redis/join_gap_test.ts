@@ -40,17 +40,17 @@ for (const subscribed of [false, true]) {
       const limits = { maxChannels: 100, retentionMs: 60_000, history: 100, historyTtlMs: 60_000 };
       const store = new RedisStore(env.url, { node: "n1", prefix, limits });
       const other = new RedisStore(env.url, { node: "n2", prefix, limits });
-      let hub: Hub | undefined;
+      const late: { hub?: Hub } = {};
       const bus = new RedisBus(env.url, {
         node: newId(),
         prefix,
-        deliver: (t, e) => hub?.deliver(t, e),
+        deliver: (t, e) => late.hub?.deliver(t, e),
       });
       await Promise.all([store.ready(), other.ready(), bus.ready()]);
-      hub = new Hub({ store, bus, node: "n1" });
+      const hub = late.hub = new Hub({ store, bus, node: "n1" });
       const open = () => {
         const c = new FakeConnection();
-        c.handler = slash.open(hub!, c, new URL("ws://localhost/"));
+        c.handler = slash.open(hub, c, new URL("ws://localhost/"));
         return c;
       };
       try {
