@@ -212,7 +212,16 @@ export class RedisStore implements Store {
   }
 
   join(id: string, channel: string, keyHash: string | null): Promise<Joined | Fail> {
-    return this.#run("join", id, channel, keyHash ?? "", this.#limits.maxChannels);
+    const l = this.#limits;
+    return this.#run(
+      "join",
+      id,
+      channel,
+      keyHash ?? "",
+      l.maxChannels,
+      l.maxMembers ?? DEFAULTS.maxMembers,
+      l.maxCreates ?? DEFAULTS.maxCreates,
+    );
   }
 
   async quit(id: string, channel: string): Promise<Touched | Fail> {
@@ -228,7 +237,10 @@ export class RedisStore implements Store {
     target: string,
     channel: string,
   ): Promise<(Touched & { wasMember: boolean }) | Fail> {
-    return touched(channel, await this.#run("ban", by, target, channel));
+    return touched(
+      channel,
+      await this.#run("ban", by, target, channel, this.#limits.maxBans ?? DEFAULTS.maxBans),
+    );
   }
 
   async unban(by: string, target: string, channel: string): Promise<Touched | Fail> {
@@ -236,7 +248,16 @@ export class RedisStore implements Store {
   }
 
   async invite(by: string, target: string, channel: string): Promise<Touched | Fail> {
-    return touched(channel, await this.#run("invite", by, target, channel));
+    return touched(
+      channel,
+      await this.#run(
+        "invite",
+        by,
+        target,
+        channel,
+        this.#limits.maxInvites ?? DEFAULTS.maxInvites,
+      ),
+    );
   }
 
   async operatorOf(id: string, channels: readonly string[]): Promise<string[]> {

@@ -7,7 +7,8 @@
  * | key                | type   | holds                                                     |
  * | ------------------ | ------ | --------------------------------------------------------- |
  * | `peer:<id>`        | hash   | name, meta (JSON), admin, resume (SHA-256 hex), node,     |
- * |                    |        | session, graceUntil, away, message; node '' in the grace  |
+ * |                    |        | session, graceUntil, away, message; node '' in the grace; |
+ * |                    |        | creates, createsUntil (channels made in the hour window)  |
  * | `peer:<id>:ch`     | zset   | the peer's channels, scored by join sequence              |
  * | `chan:<c>`         | hash   | created (Redis ms), key (SHA-256 hex; absent: unkeyed)    |
  * | `chan:<c>:ops`     | set    | operators                                                 |
@@ -107,6 +108,9 @@ function luaKeys(): string {
   }
   return lines.join("\n");
 }
+
+/** The window of the channel creation limit, ms. */
+const HOUR_MS = 3_600_000;
 
 /** How long a `dead:<node>` mark waits for the node's next beat, ms. */
 const DEAD_MARK_MS = 3_600_000;
@@ -241,6 +245,21 @@ local function deliver(name, type_, seq, text, except)
   redis.call('PUBLISH', P .. name, '\\n' .. header .. '}\\n' .. text)
 end
 
+-- Counts a channel creation against the peer's hourly allowance: 0 when it may create one,
+-- else the ms until its window (a fixed hour from its first creation in it) ends.
+local function createWait(id, now, max)
+  local pk = K.peer(id)
+  local f = redis.call('HMGET', pk, 'creates', 'createsUntil')
+  local count, until_ = tonumber(f[1]) or 0, tonumber(f[2]) or 0
+  if until_ <= now then
+    count, until_ = 0, now + ${HOUR_MS}
+    redis.call('HSET', pk, 'creates', 0, 'createsUntil', until_)
+  end
+  if count >= max then return until_ - now end
+  redis.call('HINCRBY', pk, 'creates', 1)
+  return 0
+end
+
 -- The operator check of kick, ban and unban: an error code, or nil when allowed.
 local function opCheck(by, target, c)
   if redis.call('EXISTS', K.channel(c)) == 0 then return ${Codes.ERR_NOSUCHCHANNEL} end
@@ -352,9 +371,12 @@ function decodeAway(r: Reply): AwayReply {
     : { away: away === 1, message: m, channels };
 }
 
-/** `{0, created, op, already, total}` or `{code}`. */
+/** `{0, created, op, already, total}`, `{263, retryAfterMs}` or `{code}`. */
 function decodeJoin(r: Reply): Joined | Fail {
   const a = succeeded(r);
+  if (!Array.isArray(a) && a.error === Codes.RPL_TRYAGAIN) {
+    return { error: a.error, retryAfterMs: Number(list(r)[1]) };
+  }
   if (!Array.isArray(a)) return a;
   return { created: a[1] === 1, op: a[2] === 1, already: a[3] === 1, total: Number(a[4]) };
 }
@@ -646,17 +668,31 @@ return { away and 1 or 0, chans, redis.call('HGET', pk, 'message') }
   /**
    * Joins, creating the channel (key, creator as operator) when it does not
    * exist. Checks in protocol order: ban 474, key 475 (a live invite bypasses
-   * it, once), channel limit 405. `keyHash` is '' for none.
+   * it, once), full channel 471 (`maxMembers` 0: no limit), channel limit 405;
+   * creating one also counts against the hourly `maxCreates` (263 with the ms
+   * to wait). `keyHash` is '' for none.
    */
-  join: script<[id: string, channel: string, keyHash: string, maxChannels: number], Joined | Fail>(
+  join: script<
+    [
+      id: string,
+      channel: string,
+      keyHash: string,
+      maxChannels: number,
+      maxMembers: number,
+      maxCreates: number,
+    ],
+    Joined | Fail
+  >(
     `
-local id, c, keyHash, max = unpack(ARGV, 3)
-max = tonumber(max)
+local id, c, keyHash, max, maxMembers, maxCreates = unpack(ARGV, 3)
+max, maxMembers, maxCreates = tonumber(max), tonumber(maxMembers), tonumber(maxCreates)
 if redis.call('EXISTS', K.peer(id)) == 0 then return { ${Codes.ERR_NOSUCHNICK} } end
 local ck = K.channel(c)
 local now = nowMs()
 if redis.call('EXISTS', ck) == 0 then
   if redis.call('ZCARD', K.peerChannels(id)) >= max then return { ${Codes.ERR_TOOMANYCHANNELS} } end
+  local wait = createWait(id, now, maxCreates)
+  if wait > 0 then return { ${Codes.RPL_TRYAGAIN}, wait } end
   -- Parts of a forgotten channel may outlive its hash by a moment: never inherit them.
   redis.call('DEL', K.channelOps(c), K.channelBans(c), K.channelInvites(c), K.channelMembers(c),
     streamKeys('c:' .. c))
@@ -677,6 +713,9 @@ local invited = until_ ~= false and tonumber(until_) > now
 local key = redis.call('HGET', ck, 'key')
 if key and not invited and not sameHash(keyHash, key) then
   return { ${Codes.ERR_BADCHANNELKEY} }
+end
+if maxMembers > 0 and redis.call('ZCARD', K.channelMembers(c)) >= maxMembers then
+  return { ${Codes.ERR_CHANNELISFULL} }
 end
 if redis.call('ZCARD', K.peerChannels(id)) >= max then return { ${Codes.ERR_TOOMANYCHANNELS} } end
 redis.call('ZREM', inv, id)
@@ -712,16 +751,20 @@ return { 0, leave(c, target) }
 
   /**
    * Operator bans a peer, dropping its operator right and invite and removing
-   * it if a member: 403, 482.
+   * it if a member: 403, 482; 478 when `maxBans` others are banned already.
    */
   ban: script<
-    [by: string, target: string, channel: string],
+    [by: string, target: string, channel: string, maxBans: number],
     (Total & { wasMember: boolean }) | Fail
   >(
     `
-local by, target, c = unpack(ARGV, 3)
+local by, target, c, maxBans = unpack(ARGV, 3)
 local err = opCheck(by, target, c)
 if err then return { err } end
+local bans = K.channelBans(c)
+if redis.call('SISMEMBER', bans, target) == 0 and redis.call('SCARD', bans) >= tonumber(maxBans) then
+  return { ${Codes.ERR_BANLISTFULL} }
+end
 redis.call('SADD', K.channelBans(c), target)
 redis.call('SREM', K.channelOps(c), target)
 redis.call('ZREM', K.channelInvites(c), target)
@@ -744,10 +787,16 @@ return { 0, redis.call('ZCARD', K.channelMembers(c)) }
     decodeTotal,
   ),
 
-  /** Member invites a peer for the retention time: 403, 442, 443, 474. */
-  invite: script<[by: string, target: string, channel: string], Total | Fail>(
+  /**
+   * Member invites a peer for the retention time: 403, 442, 443, 474; 478 when
+   * `maxInvites` others are pending already.
+   */
+  invite: script<
+    [by: string, target: string, channel: string, maxInvites: number],
+    Total | Fail
+  >(
     `
-local by, target, c = unpack(ARGV, 3)
+local by, target, c, maxInvites = unpack(ARGV, 3)
 if redis.call('EXISTS', K.channel(c)) == 0 then return { ${Codes.ERR_NOSUCHCHANNEL} } end
 if not isMember(c, by) then return { ${Codes.ERR_NOTONCHANNEL} } end
 if isMember(c, target) then return { ${Codes.ERR_USERONCHANNEL} } end
@@ -757,6 +806,10 @@ end
 local inv = K.channelInvites(c)
 local now = nowMs()
 redis.call('ZREMRANGEBYSCORE', inv, '-inf', now)
+if redis.call('ZSCORE', inv, target) == false and redis.call('ZCARD', inv) >= tonumber(maxInvites)
+then
+  return { ${Codes.ERR_BANLISTFULL} }
+end
 redis.call('ZADD', inv, now + RETENTION, target)
 return { 0, redis.call('ZCARD', K.channelMembers(c)) }
 `,

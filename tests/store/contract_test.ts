@@ -24,6 +24,10 @@ interface Setup {
   retentionMs?: number;
   history?: number;
   historyTtlMs?: number;
+  maxBans?: number;
+  maxInvites?: number;
+  maxMembers?: number;
+  maxCreates?: number;
 }
 
 /** Node-level settings, meaningful to stores that know about nodes. */
@@ -556,6 +560,129 @@ function contract(kind: string, make: MakeWorld, ignore: boolean): void {
     assert.equal(await s.getChannel(c3), null, "a refused join creates nothing");
     assert.equal((await s.join(a.id, c1, null) as { already: boolean }).already, true);
   });
+
+  rule(
+    "bans over maxBans get 478; banning a banned id again is fine",
+    { maxBans: 2 },
+    async (w) => {
+      const s = await w.open("n1");
+      const [a, x, y, z] = [
+        await claimNew(s, "n1"),
+        await claimNew(s, "n1"),
+        await claimNew(s, "n1"),
+        await claimNew(s, "n1"),
+      ];
+      const c = newChannel();
+      await joinOk(s, a.id, c);
+      await joinOk(s, z.id, c);
+      assert.ok(!failed(await s.ban(a.id, x.id, c)));
+      assert.ok(!failed(await s.ban(a.id, y.id, c)));
+      assert.deepEqual(await s.ban(a.id, z.id, c), { error: Codes.ERR_BANLISTFULL });
+      assert.equal((await s.getChannel(c))?.total, 2, "a refused ban removes nobody");
+      assert.deepEqual(await s.ban(a.id, x.id, c), { channel: c, total: 2, wasMember: false });
+      await s.unban(a.id, x.id, c);
+      assert.deepEqual(await s.ban(a.id, z.id, c), { channel: c, total: 1, wasMember: true });
+    },
+  );
+
+  rule(
+    "pending invites over maxInvites get 478; re-inviting a pending invitee is fine",
+    { maxInvites: 2 },
+    async (w) => {
+      const s = await w.open("n1");
+      const [a, x, y, z] = [
+        await claimNew(s, "n1"),
+        await claimNew(s, "n1"),
+        await claimNew(s, "n1"),
+        await claimNew(s, "n1"),
+      ];
+      const c = newChannel();
+      await joinOk(s, a.id, c, sha256("k"));
+      assert.deepEqual(await s.invite(a.id, x.id, c), { channel: c, total: 1 });
+      assert.deepEqual(await s.invite(a.id, y.id, c), { channel: c, total: 1 });
+      assert.deepEqual(await s.invite(a.id, z.id, c), { error: Codes.ERR_BANLISTFULL });
+      assert.deepEqual(await s.join(z.id, c, null), { error: Codes.ERR_BADCHANNELKEY });
+      assert.deepEqual(await s.invite(a.id, x.id, c), { channel: c, total: 1 });
+      // A used invite is no longer pending: it frees its place.
+      assert.equal((await joinOk(s, x.id, c)).total, 2);
+      assert.deepEqual(await s.invite(a.id, z.id, c), { channel: c, total: 2 });
+      assert.equal((await joinOk(s, z.id, c)).total, 3);
+    },
+  );
+
+  rule(
+    "an expired invite does not count against maxInvites",
+    { maxInvites: 1, retentionMs: 200 },
+    async (w) => {
+      const s = await w.open("n1");
+      const [a, x, y] = [await claimNew(s, "n1"), await claimNew(s, "n1"), await claimNew(s, "n1")];
+      const c = newChannel();
+      await joinOk(s, a.id, c);
+      await s.invite(a.id, x.id, c);
+      assert.deepEqual(await s.invite(a.id, y.id, c), { error: Codes.ERR_BANLISTFULL });
+      await delay(300);
+      assert.deepEqual(await s.invite(a.id, y.id, c), { channel: c, total: 1 });
+    },
+  );
+
+  rule(
+    "a full channel gets 471, after 474 and 475 and before 405",
+    { maxMembers: 2, maxChannels: 1 },
+    async (w) => {
+      const s = await w.open("n1");
+      const [a, b, x, y] = [
+        await claimNew(s, "n1"),
+        await claimNew(s, "n1"),
+        await claimNew(s, "n1"),
+        await claimNew(s, "n1"),
+      ];
+      const c = newChannel();
+      await joinOk(s, a.id, c, sha256("k"));
+      await s.invite(a.id, b.id, c);
+      await joinOk(s, b.id, c);
+      await s.ban(a.id, y.id, c);
+      assert.deepEqual(await s.join(y.id, c, sha256("k")), { error: Codes.ERR_BANNEDFROMCHAN });
+      assert.deepEqual(await s.join(x.id, c, null), { error: Codes.ERR_BADCHANNELKEY });
+      assert.deepEqual(await s.join(x.id, c, sha256("k")), { error: Codes.ERR_CHANNELISFULL });
+      // An invite passes the key, not the limit.
+      await s.invite(a.id, x.id, c);
+      assert.deepEqual(await s.join(x.id, c, null), { error: Codes.ERR_CHANNELISFULL });
+      // x is in as many channels as it may be: a full channel still says 471 first.
+      await joinOk(s, x.id, newChannel());
+      assert.deepEqual(await s.join(x.id, c, sha256("k")), { error: Codes.ERR_CHANNELISFULL });
+      assert.equal((await s.join(b.id, c, null) as { already: boolean }).already, true);
+      await s.quit(b.id, c);
+      assert.deepEqual(await s.join(x.id, c, sha256("k")), { error: Codes.ERR_TOOMANYCHANNELS });
+      assert.equal((await joinOk(s, b.id, c, sha256("k"))).total, 2);
+    },
+  );
+
+  rule(
+    "creating over maxCreates in an hour gets 263 with the time until the window ends",
+    { maxCreates: 2 },
+    async (w) => {
+      const s1 = await w.open("n1");
+      const s2 = await w.open("n2");
+      const a = await claimNew(s1, "n1");
+      const b = await claimNew(s1, "n1");
+      const [c1, c2, c3] = [newChannel(), newChannel(), newChannel()];
+      const first = Date.now();
+      await joinOk(s1, a.id, c1);
+      await joinOk(s2, a.id, c2);
+      // Leaving gives nothing back: the limit counts creations.
+      await s1.quit(a.id, c1);
+      const r = await s2.join(a.id, c3, null);
+      assert.ok(failed(r));
+      assert.equal(r.error, Codes.RPL_TRYAGAIN);
+      const wait = r.retryAfterMs ?? 0;
+      const left = 3_600_000 - (Date.now() - first);
+      assert.ok(wait > left - 2_000 && wait <= 3_600_000, `retryAfterMs ${wait}, about ${left}`);
+      assert.equal(await s1.getChannel(c3), null, "a refused join creates nothing");
+      // Joining an existing channel is no creation; another peer has its own allowance.
+      assert.equal((await joinOk(s1, a.id, c1)).created, false);
+      assert.equal((await joinOk(s1, b.id, c3)).created, true);
+    },
+  );
 
   rule(
     "operatorOf lists the channels where the peer is operator; the right survives quit",
