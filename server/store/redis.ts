@@ -4,6 +4,14 @@
  * the key schema), so it runs atomically on the Redis server: two nodes racing
  * cannot both take an id, let a banned peer in, or expire the same peer twice.
  *
+ * One clock for the cluster: every deadline is computed inside the scripts
+ * from Redis `TIME`, never from a node's clock, which may be off. The times
+ * the {@linkcode Store} interface takes (`releasePeer`'s `graceUntil`,
+ * `expirePeers`' `now`) are read as durations from this node's own clock
+ * (`graceUntil - now()`), and those durations are applied to Redis' clock: a
+ * node whose clock is a minute off still gives a peer its full grace, and
+ * expires nobody early.
+ *
  * Node liveness lives here too: each node beats into a sorted set, and
  * `expirePeers` declares nodes that stopped beating dead, moving their peers
  * into their grace as if each socket had closed at that moment.
@@ -54,6 +62,11 @@ export interface RedisStoreOptions {
   deadMs?: number;
   /** Called when a beat finds this node declared dead meanwhile (it stalled, or Redis was away). */
   onDeclaredDead?: () => void;
+  /**
+   * This node's clock, the one the hub passes times from (`releasePeer`'s
+   * `graceUntil`, `expirePeers`' `now`). Default `Date.now`.
+   */
+  now?: () => number;
   /** Where a lost and a regained Redis connection are reported. Default: nowhere. */
   log?: Logger;
 }
@@ -73,6 +86,7 @@ export class RedisStore implements Store {
   #limits: StoreLimits;
   #graceMs: number;
   #deadMs: number;
+  #now: () => number;
   #beat: ReturnType<typeof setInterval>;
   #closed = false;
   #onDeclaredDead?: () => void;
@@ -92,6 +106,7 @@ export class RedisStore implements Store {
     this.#limits = options.limits;
     this.#graceMs = options.graceMs ?? DEFAULTS.graceMs;
     this.#deadMs = options.deadMs ?? DEFAULTS.deadMs;
+    this.#now = options.now ?? Date.now;
     this.#redis = connectRedis(url, { log: options.log, role: "store" });
     this.#run = defineScripts(this.#redis, { prefix, retentionMs: options.limits.retentionMs });
     this.#onDeclaredDead = options.onDeclaredDead;
@@ -114,7 +129,7 @@ export class RedisStore implements Store {
 
   /** Puts the peers a predecessor with this node id left behind into their grace, once. */
   #adopt(): Promise<void> {
-    this.#adopting ??= this.#run("nodeDown", this.#node, Date.now() + this.#graceMs).then(
+    this.#adopting ??= this.#run("nodeDown", this.#node, this.#graceMs).then(
       () => void (this.#adopted = true),
       (e) => {
         this.#adopting = undefined; // the next 'ready' tries again
@@ -174,12 +189,17 @@ export class RedisStore implements Store {
     return this.#run("describe", id, session, d.name, JSON.stringify(d.meta), d.admin ? 1 : 0);
   }
 
+  /** The grace lasts `graceUntil - now()` (this node's clock), counted on Redis' clock. */
   releasePeer(id: string, session: string, graceUntil: number): Promise<void> {
-    return this.#run("release", id, session, graceUntil);
+    return this.#run("release", id, session, graceUntil - this.#now());
   }
 
+  /**
+   * Expires the peers whose grace ended by Redis' clock, moved forward by how
+   * far `now` is ahead of this node's clock (0 for the hub; tests move time).
+   */
   expirePeers(now: number): Promise<Expired[]> {
-    return this.#run("expire", now, this.#graceMs, this.#deadMs, EXPIRE_BATCH);
+    return this.#run("expire", now - this.#now(), this.#graceMs, this.#deadMs, EXPIRE_BATCH);
   }
 
   async getPeer(id: string): Promise<PeerView | null> {
@@ -301,7 +321,7 @@ export class RedisStore implements Store {
     this.#closed = true;
     clearInterval(this.#beat);
     try {
-      await this.#run("nodeDown", this.#node, Date.now() + this.#graceMs);
+      await this.#run("nodeDown", this.#node, this.#graceMs);
     } catch {
       // Redis is down: the other nodes will declare this one dead instead.
     }

@@ -20,7 +20,7 @@
  * | `seq`              | string | the join sequence                                         |
  * | `online`           | set    | ids with a live session                                   |
  * | `nodes`            | zset   | node → last beat (Redis ms)                               |
- * | `grace`            | zset   | ids in their grace → graceUntil (ms)                      |
+ * | `grace`            | zset   | ids in their grace → graceUntil (Redis ms)                |
  * | `stream:<s>`       | hash   | epoch, seq (last message) of stream `c:<c>` or `p:<id>`   |
  * | `stream:<s>:log`   | list   | the stream's last `history` messages, oldest first        |
  * | `epochs`           | string | counter that makes every stream epoch unique              |
@@ -129,7 +129,9 @@ local function retained(c)
   return { K.channel(c), K.channelOps(c), K.channelBans(c), K.channelInvites(c) }
 end
 
--- Redis time in ms: one clock for all nodes (channel creation, invite expiry, heartbeats).
+-- Redis time in ms: one clock for all nodes. Every deadline (grace, invite expiry, channel
+-- creation, heartbeats, the creation window) is computed from it, never from a node's clock:
+-- nodes whose clocks disagree still agree on when a grace ends.
 local function nowMs()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -190,7 +192,8 @@ local function settle(c)
   end
 end
 
--- Moves every peer still live on 'node' into its grace and forgets the node.
+-- Moves every peer still live on 'node' into its grace (until 'graceUntil', Redis ms) and
+-- forgets the node.
 local function releaseNode(node, graceUntil)
   local np = K.nodePeers(node)
   for _, id in ipairs(redis.call('SMEMBERS', np)) do
@@ -543,13 +546,14 @@ return 0
     decodeNothing,
   ),
 
-  /** Puts a live peer held by `session` into its grace. */
-  release: script<[id: string, session: string, graceUntil: number], void>(
+  /** Puts a live peer held by `session` into its grace, `graceMs` from now (Redis time). */
+  release: script<[id: string, session: string, graceMs: number], void>(
     `
-local id, session, graceUntil = unpack(ARGV, 3)
+local id, session, graceMs = unpack(ARGV, 3)
 local pk = K.peer(id)
 local f = redis.call('HMGET', pk, 'session', 'node')
 if f[1] == session and f[2] and f[2] ~= '' then
+  local graceUntil = nowMs() + math.max(0, tonumber(graceMs))
   redis.call('SREM', K.nodePeers(f[2]), id)
   redis.call('SREM', K.online, id)
   redis.call('HSET', pk, 'node', '', 'graceUntil', graceUntil)
@@ -562,16 +566,18 @@ return 0
 
   /**
    * First declares dead the nodes whose last beat (Redis time) is older than
-   * `deadMs`, giving their peers graceUntil = now + graceMs; then removes, from
-   * their channels and from the store, at most `batch` peers whose grace ended by `now`.
+   * `deadMs`, giving their peers the full grace from now (Redis time); then
+   * removes, from their channels and from the store, at most `batch` peers whose
+   * grace ended by Redis time + `aheadMs` (0 but in tests that move time forward).
    */
-  expire: script<[now: number, graceMs: number, deadMs: number, batch: number], Expired[]>(
+  expire: script<[aheadMs: number, graceMs: number, deadMs: number, batch: number], Expired[]>(
     `
-local now, graceMs, deadMs, batch = unpack(ARGV, 3)
-now = tonumber(now)
-local dead = redis.call('ZRANGEBYSCORE', K.nodes, '-inf', nowMs() - tonumber(deadMs))
+local aheadMs, graceMs, deadMs, batch = unpack(ARGV, 3)
+local redisNow = nowMs()
+local now = redisNow + tonumber(aheadMs)
+local dead = redis.call('ZRANGEBYSCORE', K.nodes, '-inf', redisNow - tonumber(deadMs))
 for _, node in ipairs(dead) do
-  releaseNode(node, now + tonumber(graceMs))
+  releaseNode(node, redisNow + tonumber(graceMs))
   -- Tells the node, should it be alive after all, that its sessions are over.
   redis.call('SET', K.deadNode(node), 1, 'PX', ${DEAD_MARK_MS})
 end
@@ -612,10 +618,10 @@ return declaredDead
    * their grace. A death mark the cluster left for it is cleared: it belonged
    * to the process that died, and a successor must not take it as its own.
    */
-  nodeDown: script<[node: string, graceUntil: number], void>(
+  nodeDown: script<[node: string, graceMs: number], void>(
     `
-local node, graceUntil = unpack(ARGV, 3)
-releaseNode(node, graceUntil)
+local node, graceMs = unpack(ARGV, 3)
+releaseNode(node, nowMs() + tonumber(graceMs))
 redis.call('DEL', K.deadNode(node))
 return 0
 `,

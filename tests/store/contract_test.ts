@@ -35,6 +35,8 @@ interface NodeSetup {
   graceMs?: number;
   heartbeatMs?: number;
   deadMs?: number;
+  /** The node's clock. */
+  now?: () => number;
 }
 
 /** One shared state, seen from any number of nodes. */
@@ -43,6 +45,11 @@ interface World {
   open(node: string, opts?: NodeSetup): Promise<Store>;
   /** Closes every store opened and forgets the state. */
   close(): Promise<void>;
+  /**
+   * How far a deadline may move, ms: 0 for a store on the caller's clock; a few for one that
+   * counts durations on its own clock (Redis), so a deadline moves by the request's latency.
+   */
+  slackMs: number;
 }
 
 type MakeWorld = (setup: Setup) => Promise<World>;
@@ -59,6 +66,7 @@ function memoryWorld(setup: Setup): Promise<World> {
   return Promise.resolve({
     open: () => Promise.resolve(store),
     close: () => store.close(),
+    slackMs: 0,
   });
 }
 
@@ -69,6 +77,7 @@ function redisWorld(env: RedisTestEnv): MakeWorld {
     const prefix = uniquePrefix();
     const stores: RedisStore[] = [];
     return Promise.resolve({
+      slackMs: 200,
       async open(node: string, opts: NodeSetup = {}) {
         const store = new RedisStore(url, {
           prefix,
@@ -342,13 +351,13 @@ function contract(kind: string, make: MakeWorld, ignore: boolean): void {
         { error: Codes.ERR_NICKNAMEINUSE },
         "the id stays taken during the grace",
       );
-      assert.deepEqual(await s.expirePeers(graceUntil - 1), []);
+      assert.deepEqual(await s.expirePeers(graceUntil - 1 - w.slackMs), []);
 
-      assert.deepEqual(await s.expirePeers(graceUntil), [{
+      assert.deepEqual(await s.expirePeers(graceUntil + w.slackMs), [{
         id: b.id,
         channels: [{ channel: shared, total: 1 }, { channel: alone, total: 0 }],
       }]);
-      assert.deepEqual(await s.expirePeers(graceUntil + 1), []);
+      assert.deepEqual(await s.expirePeers(graceUntil + 1 + w.slackMs), []);
       assert.equal(await s.getPeer(b.id), null);
       assert.deepEqual((await s.members(shared, 0, 10)).map((e) => e.id), [a.id]);
       await claimNew(s, "n1", b.id);
@@ -983,7 +992,7 @@ function redisRules(env: RedisTestEnv): void {
     "a node that stops beating is declared dead: its peers get the full grace, then quit",
     async (w) => {
       // Long enough that setting up the peers never outlasts the dead node's last beat.
-      const liveness = { deadMs: 2_000, graceMs: 500 };
+      const liveness = { deadMs: 2_000, graceMs: 2_000 };
       // Beats once when ready, then not again within the test: a crashed node.
       const dead = await w.open("dead", { ...liveness, heartbeatMs: 60_000 });
       const live = await w.open("live", { ...liveness, heartbeatMs: 50 });
@@ -998,8 +1007,10 @@ function redisRules(env: RedisTestEnv): void {
       assert.deepEqual(await live.expirePeers(Date.now()), []);
       assert.equal((await live.getPeer(p.id))?.online, true, "alive until the beat is stale");
       await delay(liveness.deadMs + 150);
-      const declared = Date.now();
-      assert.deepEqual(await live.expirePeers(declared), []);
+      // The grace starts on Redis' clock when the script runs: somewhere in [before, after].
+      const before = Date.now();
+      assert.deepEqual(await live.expirePeers(before), []);
+      const after = Date.now();
       assert.equal((await live.getPeer(p.id))?.online, false);
       assert.equal((await live.getPeer(r.id))?.online, true, "a beating node is left alone");
       assert.equal(await live.onlineCount(), 1);
@@ -1009,15 +1020,36 @@ function redisRules(env: RedisTestEnv): void {
         claimOf(p.id, "live", "s2", { resumeHash: sha256(p.token) }),
       );
       assert.deepEqual(resumed, { fresh: false, channels: [c], away: false });
-      assert.deepEqual(await live.expirePeers(declared + 499), []);
-      assert.deepEqual(await live.expirePeers(declared + 500), [{
+      assert.deepEqual(await live.expirePeers(before + liveness.graceMs - w.slackMs), []);
+      assert.deepEqual(await live.expirePeers(after + liveness.graceMs + w.slackMs), [{
         id: q.id,
         channels: [{ channel: c, total: 2 }],
       }]);
-      assert.deepEqual(await live.expirePeers(declared + 10_000), []);
+      assert.deepEqual(await live.expirePeers(after + 10_000), []);
       assert.equal((await live.getPeer(p.id))?.online, true);
     },
   );
+
+  rule("nodes whose clocks are a minute apart agree on when a grace ends", async (w) => {
+    const ahead = () => Date.now() + 60_000;
+    const behind = () => Date.now() - 60_000;
+    const fast = await w.open("fast", { now: ahead });
+    const slow = await w.open("slow", { now: behind });
+    const p = await claimNew(slow, "slow");
+    const q = await claimNew(fast, "fast");
+    const graceMs = 1_000;
+    const released = Date.now();
+    await slow.releasePeer(p.id, p.session, behind() + graceMs);
+    await fast.releasePeer(q.id, q.session, ahead() + graceMs);
+    // The fast node would expire the slow node's peer at once on its own clock; the slow node
+    // would keep the fast node's peer two minutes.
+    assert.deepEqual(await fast.expirePeers(ahead()), []);
+    assert.deepEqual(await slow.expirePeers(behind()), []);
+    assert.equal((await fast.getPeer(p.id))?.online, false);
+    await delay(released + graceMs + w.slackMs - Date.now());
+    const gone = [...await slow.expirePeers(behind()), ...await fast.expirePeers(ahead())];
+    assert.deepEqual(gone.map((e) => e.id).sort(), [p.id, q.id].sort());
+  });
 
   rule("two nodes racing to declare a node dead quit each of its peers once", async (w) => {
     const liveness = { deadMs: 300, graceMs: 0 };
