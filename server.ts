@@ -73,6 +73,10 @@ if (config.redis !== undefined) {
     now,
     // Declared dead while alive (a stall, a long Redis outage): its sessions are over.
     onDeclaredDead: () => hub?.closeAll("this node lost its place in the cluster; resume"),
+    // Redis lost its state (restarted empty, flushed): the hub says what this node holds.
+    onLost: () => hub?.held() ?? [],
+    onDisowned: (sessions) => hub?.disown(sessions),
+    log,
   });
   const redisBus = new RedisBus(config.redis, {
     prefix: config.redisPrefix,

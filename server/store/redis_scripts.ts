@@ -24,6 +24,9 @@
  * | `stream:<s>`       | hash   | epoch, seq (last message) of stream `c:<c>` or `p:<id>`   |
  * | `stream:<s>:log`   | list   | the stream's last `history` messages, oldest first        |
  * | `epochs`           | string | counter that makes every stream epoch unique              |
+ * | `generation`       | string | made by the first beat on an empty Redis: a Redis that    |
+ * |                    |        | lost its state (restarted empty, flushed) has none or a   |
+ * |                    |        | new one, and every node learns so at its next beat        |
  *
  * An empty channel's keys (all but `:mem`, which vanishes when empty) get a
  * TTL of the retention time, so Redis forgets it; a join removes the TTL.
@@ -74,6 +77,7 @@ export const KEY_SCHEMA = {
   stream: "stream:{}",
   streamLog: "stream:{}:log",
   epochs: "epochs",
+  generation: "generation",
 } as const;
 
 type Schema = typeof KEY_SCHEMA;
@@ -335,9 +339,16 @@ function decodeExpired(r: Reply): Expired[] {
   });
 }
 
-/** `1` when this node had been declared dead. */
-function decodeBeat(r: Reply): boolean {
-  return r === 1;
+/** What a beat learns: whether this node had been declared dead, and Redis' generation. */
+export interface Beat {
+  declaredDead: boolean;
+  generation: string;
+}
+
+/** `{declaredDead, generation}`. */
+function decodeBeat(r: Reply): Beat {
+  const [dead, generation] = list(r);
+  return { declaredDead: dead === 1, generation: String(generation) };
 }
 
 /** `{name, meta, admin, away, node, {channel, keyed, ...}, message}`, or null. */
@@ -600,15 +611,24 @@ return out
   ),
 
   /**
-   * Records this node's beat; true when it had been declared dead. It also runs
-   * on a node declared dead while stalled: it is alive again for the peers it claims next.
+   * Records this node's beat; tells whether it had been declared dead (it also
+   * runs on a node declared dead while stalled: it is alive again for the peers
+   * it claims next), and Redis' generation, which changes when Redis lost its state.
    */
-  beat: script<[node: string], boolean>(
+  beat: script<[node: string], Beat>(
     `
 local node = ARGV[3]
 local declaredDead = redis.call('DEL', K.deadNode(node))
 redis.call('ZADD', K.nodes, nowMs(), node)
-return declaredDead
+local generation = redis.call('GET', K.generation)
+if not generation then
+  -- An empty Redis: the first beat names its state. TIME and the beating node make it
+  -- unique; a counter would not do, it would be lost with the rest.
+  local t = redis.call('TIME')
+  generation = t[1] .. '.' .. t[2] .. '.' .. node
+  redis.call('SET', K.generation, generation)
+end
+return { declaredDead, generation }
 `,
     decodeBeat,
   ),
@@ -626,6 +646,58 @@ redis.call('DEL', K.deadNode(node))
 return 0
 `,
     decodeNothing,
+  ),
+
+  /**
+   * Writes back a peer this node holds, after Redis lost its state: the peer
+   * (with its resume hash, on this node and session) unless the id is held by
+   * another session meanwhile (then 1, and nothing is written), and its
+   * memberships (the channels after `message`, in join order). A channel that
+   * is missing is made anew, unkeyed, with the peer as its operator.
+   */
+  restore: script<
+    [
+      id: string,
+      name: string,
+      meta: string,
+      admin: Flag,
+      resumeHash: string,
+      node: string,
+      session: string,
+      away: Flag,
+      hasMessage: Flag,
+      message: string,
+      ...channels: string[],
+    ],
+    boolean
+  >(
+    `
+local id, name, meta, admin, resume, node, session, away, hasMessage, message = unpack(ARGV, 3, 12)
+local pk = K.peer(id)
+local now = nowMs()
+redis.call('ZADD', K.nodes, 'NX', now, node)
+local held = redis.call('HGET', pk, 'session')
+if held and held ~= session then return 1 end
+if not held then
+  redis.call('HSET', pk, 'name', name, 'meta', meta, 'admin', admin, 'resume', resume,
+    'node', node, 'session', session, 'graceUntil', 0, 'away', away)
+  if hasMessage == '1' then redis.call('HSET', pk, 'message', message) end
+  redis.call('SADD', K.online, id)
+  redis.call('SADD', K.nodePeers(node), id)
+end
+for i = 13, #ARGV do
+  local c = ARGV[i]
+  if redis.call('EXISTS', K.channel(c)) == 0 then
+    redis.call('DEL', K.channelOps(c), K.channelBans(c), K.channelInvites(c),
+      K.channelMembers(c), streamKeys('c:' .. c))
+    redis.call('HSET', K.channel(c), 'created', now)
+    redis.call('SADD', K.channelOps(c), id)
+  end
+  if not isMember(c, id) then enter(c, id) end
+end
+return 0
+`,
+    (r) => r === 1,
   ),
 
   /** One peer, or null. */

@@ -117,6 +117,24 @@ export interface StoreLimits {
   maxCreates?: number;
 }
 
+/**
+ * A peer a node holds with a live session, as the node knows it: what it writes
+ * back when a shared store lost its state (`RedisStore`'s `onLost`).
+ */
+export interface HeldPeer {
+  id: string;
+  name: string;
+  meta: Record<string, unknown>;
+  admin: boolean;
+  /** SHA-256 (hex) of the peer's resume token. */
+  resumeHash: string;
+  session: string;
+  away: boolean;
+  message?: string;
+  /** Its channels, in join order. */
+  channels: string[];
+}
+
 /** A value, or a promise of it: the memory store answers the hot path at once. */
 export type Awaitable<T> = T | Promise<T>;
 
