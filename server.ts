@@ -36,6 +36,11 @@ if (config.help) {
 }
 
 const log = createLogger(config.log);
+// For tests only: SIGNALLER_TEST_CLOCK_OFFSET_MS skews this node's clock (the hub's and the
+// store's `now`) by that many ms, to show that nodes whose clocks disagree still agree on
+// every deadline. Never set it in production.
+const clockOffsetMs = Number(process.env.SIGNALLER_TEST_CLOCK_OFFSET_MS ?? "") || 0;
+const now = clockOffsetMs === 0 ? Date.now : () => Date.now() + clockOffsetMs;
 // A stable id lets a restarted node recognise its predecessor's peers at once.
 const node = config.nodeId ?? (config.port === 0 ? newId() : `${hostname()}:${config.port}`);
 const generatedAdmin = config.adminToken === undefined;
@@ -55,7 +60,7 @@ const limits = {
 // callbacks below must then find no hub rather than a variable not yet initialised.
 // deno-lint-ignore prefer-const
 let hub: Hub | undefined;
-let store: Store = new MemoryStore(limits);
+let store: Store = new MemoryStore(limits, now);
 let bus: Bus | undefined;
 if (config.redis !== undefined) {
   const { RedisStore } = await import("./server/store/redis.ts");
@@ -65,8 +70,13 @@ if (config.redis !== undefined) {
     node,
     graceMs: config.graceMs,
     limits,
+    now,
     // Declared dead while alive (a stall, a long Redis outage): its sessions are over.
     onDeclaredDead: () => hub?.closeAll("this node lost its place in the cluster; resume"),
+    // Redis lost its state (restarted empty, flushed): the hub says what this node holds.
+    onLost: () => hub?.held() ?? [],
+    onDisowned: (sessions) => hub?.disown(sessions),
+    log,
   });
   const redisBus = new RedisBus(config.redis, {
     prefix: config.redisPrefix,
@@ -102,6 +112,7 @@ hub = new Hub({
   maxBuffered: config.maxBuffered,
   version: pkg.version,
   log,
+  now,
 });
 
 const serveOptions: ServeOptions = {

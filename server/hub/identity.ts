@@ -25,7 +25,7 @@ export async function descp(ctx: Context, s: Session, d: Description): Promise<R
       meta: d.meta,
       admin: admin || s.peer.admin,
     }));
-    s.describe({ ...s.peer, name: d.name, admin: admin || s.peer.admin });
+    s.describe({ ...s.peer, name: d.name, meta: d.meta, admin: admin || s.peer.admin });
     return described(ctx, s, d, false);
   }
   if (o.auth !== undefined) {
@@ -68,6 +68,7 @@ export async function descp(ctx: Context, s: Session, d: Description): Promise<R
   s.describe({
     id: d.id,
     name: d.name,
+    meta: d.meta,
     admin,
     resume: claimed.fresh ? fresh : d.resume!,
     away: claimed.away,

@@ -46,7 +46,8 @@ import { DEFAULTS } from "../config.ts";
 import { PeerRate } from "../limits.ts";
 import { type Logger, silent } from "../log.ts";
 import { Metrics } from "../metrics.ts";
-import type { Store } from "../store/store.ts";
+import { sha256 } from "../secrets.ts";
+import type { HeldPeer, Store } from "../store/store.ts";
 import * as channels from "./channels.ts";
 import { Context, type CoreOptions, type Result } from "./context.ts";
 import { Delivery, type Fanout } from "./delivery.ts";
@@ -248,6 +249,45 @@ export class Hub {
     await Promise.all(releases);
     await ctx.bus.close();
     await ctx.store.close();
+  }
+
+  /**
+   * The peers this node holds live, as it knows them: what a store that lost
+   * its state (Redis restarted empty) writes back.
+   */
+  held(): Promise<HeldPeer[]> {
+    return Promise.all([...this.#ctx.delivery.peers.values()].map(async (s) => {
+      const p: HeldPeer = {
+        id: s.id!,
+        name: s.peer.name,
+        meta: s.peer.meta ?? {},
+        admin: s.peer.admin,
+        resumeHash: await sha256(s.peer.resume),
+        session: s.nonce,
+        away: s.peer.away,
+        channels: [...s.channels],
+      };
+      if (s.peer.message !== undefined) p.message = s.peer.message;
+      return p;
+    }));
+  }
+
+  /**
+   * Closes as replaced (4002), without touching the store, the sessions (by
+   * nonce) whose ids another session took while the store had lost them.
+   */
+  disown(sessions: readonly string[]): void {
+    const gone = new Set(sessions);
+    for (const s of [...this.#ctx.delivery.peers.values()]) {
+      if (gone.has(s.nonce)) {
+        identity.evict(
+          this.#ctx,
+          s,
+          CloseCodes.REPLACED,
+          "the id was taken while the store lost it",
+        );
+      }
+    }
   }
 
   /**

@@ -23,6 +23,8 @@ export interface Peer {
   readonly id: string;
   readonly name: string;
   readonly admin: boolean;
+  /** The meta of its last `/descp` (written back should the store lose it). */
+  readonly meta?: Record<string, unknown>;
   /** The resume token handed to this session. */
   readonly resume: string;
   away: boolean;

@@ -4,6 +4,24 @@
  * the key schema), so it runs atomically on the Redis server: two nodes racing
  * cannot both take an id, let a banned peer in, or expire the same peer twice.
  *
+ * One clock for the cluster: every deadline is computed inside the scripts
+ * from Redis `TIME`, never from a node's clock, which may be off. The times
+ * the {@linkcode Store} interface takes (`releasePeer`'s `graceUntil`,
+ * `expirePeers`' `now`) are read as durations from this node's own clock
+ * (`graceUntil - now()`), and those durations are applied to Redis' clock: a
+ * node whose clock is a minute off still gives a peer its full grace, and
+ * expires nobody early.
+ *
+ * Redis may lose its state while nodes run (restarted without persistence,
+ * flushed). The first beat on an empty Redis writes a new `generation`; each
+ * node sees it change at its next beat and writes back what it still knows:
+ * the peers it holds live (id, resume hash, name, meta, away state) and their
+ * memberships. What no node holds cannot be rebuilt: peers in their grace (their
+ * ids are free, their resume fails), bans, channel keys, pending invites,
+ * operator rights (the first member written back to a channel becomes its
+ * operator), the hourly creation counts, and stream history (streams start new
+ * epochs, so a resume asking for what it missed gets `recovered: false`).
+ *
  * Node liveness lives here too: each node beats into a sorted set, and
  * `expirePeers` declares nodes that stopped beating dead, moving their peers
  * into their grace as if each socket had closed at that moment.
@@ -13,7 +31,7 @@
 import type { Redis } from "ioredis";
 import type { PeerEntry } from "../../protocol/mod.ts";
 import { DEFAULTS } from "../config.ts";
-import type { Logger } from "../log.ts";
+import { type Logger, silent } from "../log.ts";
 import { connectRedis, endRedis, whenReady } from "../redis_conn.ts";
 import { defineScripts, type RedisKeys, redisKeys, type RunScript } from "./redis_scripts.ts";
 import {
@@ -24,6 +42,7 @@ import {
   type Expired,
   type Fail,
   failed,
+  type HeldPeer,
   type Joined,
   type PeerView,
   type Position,
@@ -54,6 +73,21 @@ export interface RedisStoreOptions {
   deadMs?: number;
   /** Called when a beat finds this node declared dead meanwhile (it stalled, or Redis was away). */
   onDeclaredDead?: () => void;
+  /**
+   * Called when a beat finds that Redis lost its state (restarted empty, flushed): answers
+   * the peers this node holds live, which the store then writes back. Default: none.
+   */
+  onLost?: () => HeldPeer[] | Promise<HeldPeer[]>;
+  /**
+   * Called with the sessions whose ids another session took while Redis had lost them
+   * (before this node wrote them back): they hold their peers no longer.
+   */
+  onDisowned?: (sessions: string[]) => void;
+  /**
+   * This node's clock, the one the hub passes times from (`releasePeer`'s
+   * `graceUntil`, `expirePeers`' `now`). Default `Date.now`.
+   */
+  now?: () => number;
   /** Where a lost and a regained Redis connection are reported. Default: nowhere. */
   log?: Logger;
 }
@@ -73,9 +107,18 @@ export class RedisStore implements Store {
   #limits: StoreLimits;
   #graceMs: number;
   #deadMs: number;
+  #now: () => number;
   #beat: ReturnType<typeof setInterval>;
   #closed = false;
   #onDeclaredDead?: () => void;
+  #onLost?: () => HeldPeer[] | Promise<HeldPeer[]>;
+  #onDisowned?: (sessions: string[]) => void;
+  #log: Logger;
+  /** Redis' generation as this node last saw it; a change means Redis lost its state. */
+  #generation?: string;
+  /** Redis lost its state and this node has not yet written its peers back. */
+  #lost = false;
+  #restoring = false;
   /** Putting a predecessor's peers (same node id) into their grace; done once. */
   #adopting?: Promise<void>;
   #adopted = false;
@@ -92,9 +135,13 @@ export class RedisStore implements Store {
     this.#limits = options.limits;
     this.#graceMs = options.graceMs ?? DEFAULTS.graceMs;
     this.#deadMs = options.deadMs ?? DEFAULTS.deadMs;
+    this.#now = options.now ?? Date.now;
     this.#redis = connectRedis(url, { log: options.log, role: "store" });
     this.#run = defineScripts(this.#redis, { prefix, retentionMs: options.limits.retentionMs });
     this.#onDeclaredDead = options.onDeclaredDead;
+    this.#onLost = options.onLost;
+    this.#onDisowned = options.onDisowned;
+    this.#log = options.log ?? silent;
     // Beat as soon as a connection is up, so a reconnected node is not declared dead; the
     // first time, after taking over from a predecessor (even when `ready` timed out).
     this.#redis.on("ready", () => this.#adopt().then(() => this.#heartbeat(), () => {}));
@@ -109,12 +156,58 @@ export class RedisStore implements Store {
   async ready(timeoutMs: number = DEFAULTS.readyTimeoutMs): Promise<void> {
     await whenReady(this.#redis, timeoutMs);
     await this.#adopt();
-    await this.#run("beat", this.#node);
+    this.#saw((await this.#run("beat", this.#node)).generation);
+  }
+
+  /** Notes Redis' generation; a change from the one seen before means Redis lost its state. */
+  #saw(generation: string): void {
+    if (this.#generation !== undefined && generation !== this.#generation) this.#lost = true;
+    this.#generation = generation;
+    if (this.#lost) void this.#restore();
+  }
+
+  /**
+   * Writes back the peers this node holds live, after Redis lost its state. A
+   * failure (Redis went away again) is retried at the next beat.
+   */
+  async #restore(): Promise<void> {
+    if (this.#restoring || this.#closed) return;
+    this.#restoring = true;
+    try {
+      const held = (await this.#onLost?.()) ?? [];
+      const taken = await Promise.all(held.map((p) =>
+        this.#run(
+          "restore",
+          p.id,
+          p.name,
+          JSON.stringify(p.meta),
+          p.admin ? 1 : 0,
+          p.resumeHash,
+          this.#node,
+          p.session,
+          p.away ? 1 : 0,
+          p.message === undefined ? 0 : 1,
+          p.message ?? "",
+          ...p.channels,
+        )
+      ));
+      this.#lost = false;
+      const disowned = held.filter((_, i) => taken[i]).map((p) => p.session);
+      this.#log.warn("Redis lost its state; this node wrote back the peers it holds", {
+        peers: held.length - disowned.length,
+        taken: disowned.length,
+      });
+      if (disowned.length > 0) this.#onDisowned?.(disowned);
+    } catch (e) {
+      this.#log.warn("writing back the peers Redis lost failed; retrying", { error: String(e) });
+    } finally {
+      this.#restoring = false;
+    }
   }
 
   /** Puts the peers a predecessor with this node id left behind into their grace, once. */
   #adopt(): Promise<void> {
-    this.#adopting ??= this.#run("nodeDown", this.#node, Date.now() + this.#graceMs).then(
+    this.#adopting ??= this.#run("nodeDown", this.#node, this.#graceMs).then(
       () => void (this.#adopted = true),
       (e) => {
         this.#adopting = undefined; // the next 'ready' tries again
@@ -174,12 +267,17 @@ export class RedisStore implements Store {
     return this.#run("describe", id, session, d.name, JSON.stringify(d.meta), d.admin ? 1 : 0);
   }
 
+  /** The grace lasts `graceUntil - now()` (this node's clock), counted on Redis' clock. */
   releasePeer(id: string, session: string, graceUntil: number): Promise<void> {
-    return this.#run("release", id, session, graceUntil);
+    return this.#run("release", id, session, graceUntil - this.#now());
   }
 
+  /**
+   * Expires the peers whose grace ended by Redis' clock, moved forward by how
+   * far `now` is ahead of this node's clock (0 for the hub; tests move time).
+   */
   expirePeers(now: number): Promise<Expired[]> {
-    return this.#run("expire", now, this.#graceMs, this.#deadMs, EXPIRE_BATCH);
+    return this.#run("expire", now - this.#now(), this.#graceMs, this.#deadMs, EXPIRE_BATCH);
   }
 
   async getPeer(id: string): Promise<PeerView | null> {
@@ -212,7 +310,16 @@ export class RedisStore implements Store {
   }
 
   join(id: string, channel: string, keyHash: string | null): Promise<Joined | Fail> {
-    return this.#run("join", id, channel, keyHash ?? "", this.#limits.maxChannels);
+    const l = this.#limits;
+    return this.#run(
+      "join",
+      id,
+      channel,
+      keyHash ?? "",
+      l.maxChannels,
+      l.maxMembers ?? DEFAULTS.maxMembers,
+      l.maxCreates ?? DEFAULTS.maxCreates,
+    );
   }
 
   async quit(id: string, channel: string): Promise<Touched | Fail> {
@@ -228,7 +335,10 @@ export class RedisStore implements Store {
     target: string,
     channel: string,
   ): Promise<(Touched & { wasMember: boolean }) | Fail> {
-    return touched(channel, await this.#run("ban", by, target, channel));
+    return touched(
+      channel,
+      await this.#run("ban", by, target, channel, this.#limits.maxBans ?? DEFAULTS.maxBans),
+    );
   }
 
   async unban(by: string, target: string, channel: string): Promise<Touched | Fail> {
@@ -236,7 +346,16 @@ export class RedisStore implements Store {
   }
 
   async invite(by: string, target: string, channel: string): Promise<Touched | Fail> {
-    return touched(channel, await this.#run("invite", by, target, channel));
+    return touched(
+      channel,
+      await this.#run(
+        "invite",
+        by,
+        target,
+        channel,
+        this.#limits.maxInvites ?? DEFAULTS.maxInvites,
+      ),
+    );
   }
 
   async operatorOf(id: string, channels: readonly string[]): Promise<string[]> {
@@ -280,7 +399,7 @@ export class RedisStore implements Store {
     this.#closed = true;
     clearInterval(this.#beat);
     try {
-      await this.#run("nodeDown", this.#node, Date.now() + this.#graceMs);
+      await this.#run("nodeDown", this.#node, this.#graceMs);
     } catch {
       // Redis is down: the other nodes will declare this one dead instead.
     }
@@ -291,8 +410,9 @@ export class RedisStore implements Store {
     // Beats start once the predecessor's peers are handed over (see #adopt).
     if (this.#closed || !this.#adopted || this.#redis.status !== "ready") return;
     // A missed beat is retried next interval; only a long outage makes the node dead.
-    this.#run("beat", this.#node).then((declaredDead) => {
-      if (declaredDead) this.#onDeclaredDead?.();
+    this.#run("beat", this.#node).then((beat) => {
+      if (beat.declaredDead) this.#onDeclaredDead?.();
+      this.#saw(beat.generation);
     }, () => {});
   }
 }

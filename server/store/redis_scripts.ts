@@ -7,7 +7,8 @@
  * | key                | type   | holds                                                     |
  * | ------------------ | ------ | --------------------------------------------------------- |
  * | `peer:<id>`        | hash   | name, meta (JSON), admin, resume (SHA-256 hex), node,     |
- * |                    |        | session, graceUntil, away, message; node '' in the grace  |
+ * |                    |        | session, graceUntil, away, message; node '' in the grace; |
+ * |                    |        | creates, createsUntil (channels made in the hour window)  |
  * | `peer:<id>:ch`     | zset   | the peer's channels, scored by join sequence              |
  * | `chan:<c>`         | hash   | created (Redis ms), key (SHA-256 hex; absent: unkeyed)    |
  * | `chan:<c>:ops`     | set    | operators                                                 |
@@ -19,10 +20,13 @@
  * | `seq`              | string | the join sequence                                         |
  * | `online`           | set    | ids with a live session                                   |
  * | `nodes`            | zset   | node → last beat (Redis ms)                               |
- * | `grace`            | zset   | ids in their grace → graceUntil (ms)                      |
+ * | `grace`            | zset   | ids in their grace → graceUntil (Redis ms)                |
  * | `stream:<s>`       | hash   | epoch, seq (last message) of stream `c:<c>` or `p:<id>`   |
  * | `stream:<s>:log`   | list   | the stream's last `history` messages, oldest first        |
  * | `epochs`           | string | counter that makes every stream epoch unique              |
+ * | `generation`       | string | made by the first beat on an empty Redis: a Redis that    |
+ * |                    |        | lost its state (restarted empty, flushed) has none or a   |
+ * |                    |        | new one, and every node learns so at its next beat        |
  *
  * An empty channel's keys (all but `:mem`, which vanishes when empty) get a
  * TTL of the retention time, so Redis forgets it; a join removes the TTL.
@@ -73,6 +77,7 @@ export const KEY_SCHEMA = {
   stream: "stream:{}",
   streamLog: "stream:{}:log",
   epochs: "epochs",
+  generation: "generation",
 } as const;
 
 type Schema = typeof KEY_SCHEMA;
@@ -108,6 +113,9 @@ function luaKeys(): string {
   return lines.join("\n");
 }
 
+/** The window of the channel creation limit, ms. */
+const HOUR_MS = 3_600_000;
+
 /** How long a `dead:<node>` mark waits for the node's next beat, ms. */
 const DEAD_MARK_MS = 3_600_000;
 
@@ -125,7 +133,9 @@ local function retained(c)
   return { K.channel(c), K.channelOps(c), K.channelBans(c), K.channelInvites(c) }
 end
 
--- Redis time in ms: one clock for all nodes (channel creation, invite expiry, heartbeats).
+-- Redis time in ms: one clock for all nodes. Every deadline (grace, invite expiry, channel
+-- creation, heartbeats, the creation window) is computed from it, never from a node's clock:
+-- nodes whose clocks disagree still agree on when a grace ends.
 local function nowMs()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -186,7 +196,8 @@ local function settle(c)
   end
 end
 
--- Moves every peer still live on 'node' into its grace and forgets the node.
+-- Moves every peer still live on 'node' into its grace (until 'graceUntil', Redis ms) and
+-- forgets the node.
 local function releaseNode(node, graceUntil)
   local np = K.nodePeers(node)
   for _, id in ipairs(redis.call('SMEMBERS', np)) do
@@ -239,6 +250,21 @@ local function deliver(name, type_, seq, text, except)
   local header = '{"type":"' .. type_ .. '","seq":' .. seq
   if except then header = header .. ',"except":' .. cjson.encode(except) end
   redis.call('PUBLISH', P .. name, '\\n' .. header .. '}\\n' .. text)
+end
+
+-- Counts a channel creation against the peer's hourly allowance: 0 when it may create one,
+-- else the ms until its window (a fixed hour from its first creation in it) ends.
+local function createWait(id, now, max)
+  local pk = K.peer(id)
+  local f = redis.call('HMGET', pk, 'creates', 'createsUntil')
+  local count, until_ = tonumber(f[1]) or 0, tonumber(f[2]) or 0
+  if until_ <= now then
+    count, until_ = 0, now + ${HOUR_MS}
+    redis.call('HSET', pk, 'creates', 0, 'createsUntil', until_)
+  end
+  if count >= max then return until_ - now end
+  redis.call('HINCRBY', pk, 'creates', 1)
+  return 0
 end
 
 -- The operator check of kick, ban and unban: an error code, or nil when allowed.
@@ -313,9 +339,16 @@ function decodeExpired(r: Reply): Expired[] {
   });
 }
 
-/** `1` when this node had been declared dead. */
-function decodeBeat(r: Reply): boolean {
-  return r === 1;
+/** What a beat learns: whether this node had been declared dead, and Redis' generation. */
+export interface Beat {
+  declaredDead: boolean;
+  generation: string;
+}
+
+/** `{declaredDead, generation}`. */
+function decodeBeat(r: Reply): Beat {
+  const [dead, generation] = list(r);
+  return { declaredDead: dead === 1, generation: String(generation) };
 }
 
 /** `{name, meta, admin, away, node, {channel, keyed, ...}, message}`, or null. */
@@ -352,9 +385,12 @@ function decodeAway(r: Reply): AwayReply {
     : { away: away === 1, message: m, channels };
 }
 
-/** `{0, created, op, already, total}` or `{code}`. */
+/** `{0, created, op, already, total}`, `{263, retryAfterMs}` or `{code}`. */
 function decodeJoin(r: Reply): Joined | Fail {
   const a = succeeded(r);
+  if (!Array.isArray(a) && a.error === Codes.RPL_TRYAGAIN) {
+    return { error: a.error, retryAfterMs: Number(list(r)[1]) };
+  }
   if (!Array.isArray(a)) return a;
   return { created: a[1] === 1, op: a[2] === 1, already: a[3] === 1, total: Number(a[4]) };
 }
@@ -521,13 +557,14 @@ return 0
     decodeNothing,
   ),
 
-  /** Puts a live peer held by `session` into its grace. */
-  release: script<[id: string, session: string, graceUntil: number], void>(
+  /** Puts a live peer held by `session` into its grace, `graceMs` from now (Redis time). */
+  release: script<[id: string, session: string, graceMs: number], void>(
     `
-local id, session, graceUntil = unpack(ARGV, 3)
+local id, session, graceMs = unpack(ARGV, 3)
 local pk = K.peer(id)
 local f = redis.call('HMGET', pk, 'session', 'node')
 if f[1] == session and f[2] and f[2] ~= '' then
+  local graceUntil = nowMs() + math.max(0, tonumber(graceMs))
   redis.call('SREM', K.nodePeers(f[2]), id)
   redis.call('SREM', K.online, id)
   redis.call('HSET', pk, 'node', '', 'graceUntil', graceUntil)
@@ -540,16 +577,18 @@ return 0
 
   /**
    * First declares dead the nodes whose last beat (Redis time) is older than
-   * `deadMs`, giving their peers graceUntil = now + graceMs; then removes, from
-   * their channels and from the store, at most `batch` peers whose grace ended by `now`.
+   * `deadMs`, giving their peers the full grace from now (Redis time); then
+   * removes, from their channels and from the store, at most `batch` peers whose
+   * grace ended by Redis time + `aheadMs` (0 but in tests that move time forward).
    */
-  expire: script<[now: number, graceMs: number, deadMs: number, batch: number], Expired[]>(
+  expire: script<[aheadMs: number, graceMs: number, deadMs: number, batch: number], Expired[]>(
     `
-local now, graceMs, deadMs, batch = unpack(ARGV, 3)
-now = tonumber(now)
-local dead = redis.call('ZRANGEBYSCORE', K.nodes, '-inf', nowMs() - tonumber(deadMs))
+local aheadMs, graceMs, deadMs, batch = unpack(ARGV, 3)
+local redisNow = nowMs()
+local now = redisNow + tonumber(aheadMs)
+local dead = redis.call('ZRANGEBYSCORE', K.nodes, '-inf', redisNow - tonumber(deadMs))
 for _, node in ipairs(dead) do
-  releaseNode(node, now + tonumber(graceMs))
+  releaseNode(node, redisNow + tonumber(graceMs))
   -- Tells the node, should it be alive after all, that its sessions are over.
   redis.call('SET', K.deadNode(node), 1, 'PX', ${DEAD_MARK_MS})
 end
@@ -572,15 +611,24 @@ return out
   ),
 
   /**
-   * Records this node's beat; true when it had been declared dead. It also runs
-   * on a node declared dead while stalled: it is alive again for the peers it claims next.
+   * Records this node's beat; tells whether it had been declared dead (it also
+   * runs on a node declared dead while stalled: it is alive again for the peers
+   * it claims next), and Redis' generation, which changes when Redis lost its state.
    */
-  beat: script<[node: string], boolean>(
+  beat: script<[node: string], Beat>(
     `
 local node = ARGV[3]
 local declaredDead = redis.call('DEL', K.deadNode(node))
 redis.call('ZADD', K.nodes, nowMs(), node)
-return declaredDead
+local generation = redis.call('GET', K.generation)
+if not generation then
+  -- An empty Redis: the first beat names its state. TIME and the beating node make it
+  -- unique; a counter would not do, it would be lost with the rest.
+  local t = redis.call('TIME')
+  generation = t[1] .. '.' .. t[2] .. '.' .. node
+  redis.call('SET', K.generation, generation)
+end
+return { declaredDead, generation }
 `,
     decodeBeat,
   ),
@@ -590,14 +638,66 @@ return declaredDead
    * their grace. A death mark the cluster left for it is cleared: it belonged
    * to the process that died, and a successor must not take it as its own.
    */
-  nodeDown: script<[node: string, graceUntil: number], void>(
+  nodeDown: script<[node: string, graceMs: number], void>(
     `
-local node, graceUntil = unpack(ARGV, 3)
-releaseNode(node, graceUntil)
+local node, graceMs = unpack(ARGV, 3)
+releaseNode(node, nowMs() + tonumber(graceMs))
 redis.call('DEL', K.deadNode(node))
 return 0
 `,
     decodeNothing,
+  ),
+
+  /**
+   * Writes back a peer this node holds, after Redis lost its state: the peer
+   * (with its resume hash, on this node and session) unless the id is held by
+   * another session meanwhile (then 1, and nothing is written), and its
+   * memberships (the channels after `message`, in join order). A channel that
+   * is missing is made anew, unkeyed, with the peer as its operator.
+   */
+  restore: script<
+    [
+      id: string,
+      name: string,
+      meta: string,
+      admin: Flag,
+      resumeHash: string,
+      node: string,
+      session: string,
+      away: Flag,
+      hasMessage: Flag,
+      message: string,
+      ...channels: string[],
+    ],
+    boolean
+  >(
+    `
+local id, name, meta, admin, resume, node, session, away, hasMessage, message = unpack(ARGV, 3, 12)
+local pk = K.peer(id)
+local now = nowMs()
+redis.call('ZADD', K.nodes, 'NX', now, node)
+local held = redis.call('HGET', pk, 'session')
+if held and held ~= session then return 1 end
+if not held then
+  redis.call('HSET', pk, 'name', name, 'meta', meta, 'admin', admin, 'resume', resume,
+    'node', node, 'session', session, 'graceUntil', 0, 'away', away)
+  if hasMessage == '1' then redis.call('HSET', pk, 'message', message) end
+  redis.call('SADD', K.online, id)
+  redis.call('SADD', K.nodePeers(node), id)
+end
+for i = 13, #ARGV do
+  local c = ARGV[i]
+  if redis.call('EXISTS', K.channel(c)) == 0 then
+    redis.call('DEL', K.channelOps(c), K.channelBans(c), K.channelInvites(c),
+      K.channelMembers(c), streamKeys('c:' .. c))
+    redis.call('HSET', K.channel(c), 'created', now)
+    redis.call('SADD', K.channelOps(c), id)
+  end
+  if not isMember(c, id) then enter(c, id) end
+end
+return 0
+`,
+    (r) => r === 1,
   ),
 
   /** One peer, or null. */
@@ -646,17 +746,31 @@ return { away and 1 or 0, chans, redis.call('HGET', pk, 'message') }
   /**
    * Joins, creating the channel (key, creator as operator) when it does not
    * exist. Checks in protocol order: ban 474, key 475 (a live invite bypasses
-   * it, once), channel limit 405. `keyHash` is '' for none.
+   * it, once), full channel 471 (`maxMembers` 0: no limit), channel limit 405;
+   * creating one also counts against the hourly `maxCreates` (263 with the ms
+   * to wait). `keyHash` is '' for none.
    */
-  join: script<[id: string, channel: string, keyHash: string, maxChannels: number], Joined | Fail>(
+  join: script<
+    [
+      id: string,
+      channel: string,
+      keyHash: string,
+      maxChannels: number,
+      maxMembers: number,
+      maxCreates: number,
+    ],
+    Joined | Fail
+  >(
     `
-local id, c, keyHash, max = unpack(ARGV, 3)
-max = tonumber(max)
+local id, c, keyHash, max, maxMembers, maxCreates = unpack(ARGV, 3)
+max, maxMembers, maxCreates = tonumber(max), tonumber(maxMembers), tonumber(maxCreates)
 if redis.call('EXISTS', K.peer(id)) == 0 then return { ${Codes.ERR_NOSUCHNICK} } end
 local ck = K.channel(c)
 local now = nowMs()
 if redis.call('EXISTS', ck) == 0 then
   if redis.call('ZCARD', K.peerChannels(id)) >= max then return { ${Codes.ERR_TOOMANYCHANNELS} } end
+  local wait = createWait(id, now, maxCreates)
+  if wait > 0 then return { ${Codes.RPL_TRYAGAIN}, wait } end
   -- Parts of a forgotten channel may outlive its hash by a moment: never inherit them.
   redis.call('DEL', K.channelOps(c), K.channelBans(c), K.channelInvites(c), K.channelMembers(c),
     streamKeys('c:' .. c))
@@ -677,6 +791,9 @@ local invited = until_ ~= false and tonumber(until_) > now
 local key = redis.call('HGET', ck, 'key')
 if key and not invited and not sameHash(keyHash, key) then
   return { ${Codes.ERR_BADCHANNELKEY} }
+end
+if maxMembers > 0 and redis.call('ZCARD', K.channelMembers(c)) >= maxMembers then
+  return { ${Codes.ERR_CHANNELISFULL} }
 end
 if redis.call('ZCARD', K.peerChannels(id)) >= max then return { ${Codes.ERR_TOOMANYCHANNELS} } end
 redis.call('ZREM', inv, id)
@@ -712,16 +829,20 @@ return { 0, leave(c, target) }
 
   /**
    * Operator bans a peer, dropping its operator right and invite and removing
-   * it if a member: 403, 482.
+   * it if a member: 403, 482; 478 when `maxBans` others are banned already.
    */
   ban: script<
-    [by: string, target: string, channel: string],
+    [by: string, target: string, channel: string, maxBans: number],
     (Total & { wasMember: boolean }) | Fail
   >(
     `
-local by, target, c = unpack(ARGV, 3)
+local by, target, c, maxBans = unpack(ARGV, 3)
 local err = opCheck(by, target, c)
 if err then return { err } end
+local bans = K.channelBans(c)
+if redis.call('SISMEMBER', bans, target) == 0 and redis.call('SCARD', bans) >= tonumber(maxBans) then
+  return { ${Codes.ERR_BANLISTFULL} }
+end
 redis.call('SADD', K.channelBans(c), target)
 redis.call('SREM', K.channelOps(c), target)
 redis.call('ZREM', K.channelInvites(c), target)
@@ -744,10 +865,16 @@ return { 0, redis.call('ZCARD', K.channelMembers(c)) }
     decodeTotal,
   ),
 
-  /** Member invites a peer for the retention time: 403, 442, 443, 474. */
-  invite: script<[by: string, target: string, channel: string], Total | Fail>(
+  /**
+   * Member invites a peer for the retention time: 403, 442, 443, 474; 478 when
+   * `maxInvites` others are pending already.
+   */
+  invite: script<
+    [by: string, target: string, channel: string, maxInvites: number],
+    Total | Fail
+  >(
     `
-local by, target, c = unpack(ARGV, 3)
+local by, target, c, maxInvites = unpack(ARGV, 3)
 if redis.call('EXISTS', K.channel(c)) == 0 then return { ${Codes.ERR_NOSUCHCHANNEL} } end
 if not isMember(c, by) then return { ${Codes.ERR_NOTONCHANNEL} } end
 if isMember(c, target) then return { ${Codes.ERR_USERONCHANNEL} } end
@@ -757,6 +884,10 @@ end
 local inv = K.channelInvites(c)
 local now = nowMs()
 redis.call('ZREMRANGEBYSCORE', inv, '-inf', now)
+if redis.call('ZSCORE', inv, target) == false and redis.call('ZCARD', inv) >= tonumber(maxInvites)
+then
+  return { ${Codes.ERR_BANLISTFULL} }
+end
 redis.call('ZADD', inv, now + RETENTION, target)
 return { 0, redis.call('ZCARD', K.channelMembers(c)) }
 `,

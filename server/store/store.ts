@@ -117,6 +117,24 @@ export interface StoreLimits {
   maxCreates?: number;
 }
 
+/**
+ * A peer a node holds with a live session, as the node knows it: what it writes
+ * back when a shared store lost its state (`RedisStore`'s `onLost`).
+ */
+export interface HeldPeer {
+  id: string;
+  name: string;
+  meta: Record<string, unknown>;
+  admin: boolean;
+  /** SHA-256 (hex) of the peer's resume token. */
+  resumeHash: string;
+  session: string;
+  away: boolean;
+  message?: string;
+  /** Its channels, in join order. */
+  channels: string[];
+}
+
 /** A value, or a promise of it: the memory store answers the hot path at once. */
 export type Awaitable<T> = T | Promise<T>;
 
@@ -153,9 +171,16 @@ export interface Store {
     session: string,
     desc: { name: string; meta: Record<string, unknown>; admin: boolean },
   ): Promise<void>;
-  /** The session's socket closed: the peer enters its grace until `graceUntil` (no-op if replaced). */
+  /**
+   * The session's socket closed: the peer enters its grace until `graceUntil` (no-op if
+   * replaced). Times here are on the caller's clock; a store shared by nodes whose clocks
+   * may disagree counts the grace (`graceUntil - now`) on one clock of its own.
+   */
   releasePeer(id: string, session: string, graceUntil: number): Promise<void>;
-  /** Removes every peer whose grace ended by `now` from its channels, once cluster-wide. */
+  /**
+   * Removes every peer whose grace ended by `now` (the caller's clock, as for
+   * {@linkcode releasePeer}) from its channels, once cluster-wide.
+   */
   expirePeers(now: number): Promise<Expired[]>;
   /** One peer, online or in its grace; null when unknown. */
   getPeer(id: string): Promise<PeerView | null>;

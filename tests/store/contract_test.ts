@@ -24,6 +24,10 @@ interface Setup {
   retentionMs?: number;
   history?: number;
   historyTtlMs?: number;
+  maxBans?: number;
+  maxInvites?: number;
+  maxMembers?: number;
+  maxCreates?: number;
 }
 
 /** Node-level settings, meaningful to stores that know about nodes. */
@@ -31,6 +35,8 @@ interface NodeSetup {
   graceMs?: number;
   heartbeatMs?: number;
   deadMs?: number;
+  /** The node's clock. */
+  now?: () => number;
 }
 
 /** One shared state, seen from any number of nodes. */
@@ -39,6 +45,11 @@ interface World {
   open(node: string, opts?: NodeSetup): Promise<Store>;
   /** Closes every store opened and forgets the state. */
   close(): Promise<void>;
+  /**
+   * How far a deadline may move, ms: 0 for a store on the caller's clock; a few for one that
+   * counts durations on its own clock (Redis), so a deadline moves by the request's latency.
+   */
+  slackMs: number;
 }
 
 type MakeWorld = (setup: Setup) => Promise<World>;
@@ -55,6 +66,7 @@ function memoryWorld(setup: Setup): Promise<World> {
   return Promise.resolve({
     open: () => Promise.resolve(store),
     close: () => store.close(),
+    slackMs: 0,
   });
 }
 
@@ -65,6 +77,7 @@ function redisWorld(env: RedisTestEnv): MakeWorld {
     const prefix = uniquePrefix();
     const stores: RedisStore[] = [];
     return Promise.resolve({
+      slackMs: 200,
       async open(node: string, opts: NodeSetup = {}) {
         const store = new RedisStore(url, {
           prefix,
@@ -338,13 +351,13 @@ function contract(kind: string, make: MakeWorld, ignore: boolean): void {
         { error: Codes.ERR_NICKNAMEINUSE },
         "the id stays taken during the grace",
       );
-      assert.deepEqual(await s.expirePeers(graceUntil - 1), []);
+      assert.deepEqual(await s.expirePeers(graceUntil - 1 - w.slackMs), []);
 
-      assert.deepEqual(await s.expirePeers(graceUntil), [{
+      assert.deepEqual(await s.expirePeers(graceUntil + w.slackMs), [{
         id: b.id,
         channels: [{ channel: shared, total: 1 }, { channel: alone, total: 0 }],
       }]);
-      assert.deepEqual(await s.expirePeers(graceUntil + 1), []);
+      assert.deepEqual(await s.expirePeers(graceUntil + 1 + w.slackMs), []);
       assert.equal(await s.getPeer(b.id), null);
       assert.deepEqual((await s.members(shared, 0, 10)).map((e) => e.id), [a.id]);
       await claimNew(s, "n1", b.id);
@@ -556,6 +569,129 @@ function contract(kind: string, make: MakeWorld, ignore: boolean): void {
     assert.equal(await s.getChannel(c3), null, "a refused join creates nothing");
     assert.equal((await s.join(a.id, c1, null) as { already: boolean }).already, true);
   });
+
+  rule(
+    "bans over maxBans get 478; banning a banned id again is fine",
+    { maxBans: 2 },
+    async (w) => {
+      const s = await w.open("n1");
+      const [a, x, y, z] = [
+        await claimNew(s, "n1"),
+        await claimNew(s, "n1"),
+        await claimNew(s, "n1"),
+        await claimNew(s, "n1"),
+      ];
+      const c = newChannel();
+      await joinOk(s, a.id, c);
+      await joinOk(s, z.id, c);
+      assert.ok(!failed(await s.ban(a.id, x.id, c)));
+      assert.ok(!failed(await s.ban(a.id, y.id, c)));
+      assert.deepEqual(await s.ban(a.id, z.id, c), { error: Codes.ERR_BANLISTFULL });
+      assert.equal((await s.getChannel(c))?.total, 2, "a refused ban removes nobody");
+      assert.deepEqual(await s.ban(a.id, x.id, c), { channel: c, total: 2, wasMember: false });
+      await s.unban(a.id, x.id, c);
+      assert.deepEqual(await s.ban(a.id, z.id, c), { channel: c, total: 1, wasMember: true });
+    },
+  );
+
+  rule(
+    "pending invites over maxInvites get 478; re-inviting a pending invitee is fine",
+    { maxInvites: 2 },
+    async (w) => {
+      const s = await w.open("n1");
+      const [a, x, y, z] = [
+        await claimNew(s, "n1"),
+        await claimNew(s, "n1"),
+        await claimNew(s, "n1"),
+        await claimNew(s, "n1"),
+      ];
+      const c = newChannel();
+      await joinOk(s, a.id, c, sha256("k"));
+      assert.deepEqual(await s.invite(a.id, x.id, c), { channel: c, total: 1 });
+      assert.deepEqual(await s.invite(a.id, y.id, c), { channel: c, total: 1 });
+      assert.deepEqual(await s.invite(a.id, z.id, c), { error: Codes.ERR_BANLISTFULL });
+      assert.deepEqual(await s.join(z.id, c, null), { error: Codes.ERR_BADCHANNELKEY });
+      assert.deepEqual(await s.invite(a.id, x.id, c), { channel: c, total: 1 });
+      // A used invite is no longer pending: it frees its place.
+      assert.equal((await joinOk(s, x.id, c)).total, 2);
+      assert.deepEqual(await s.invite(a.id, z.id, c), { channel: c, total: 2 });
+      assert.equal((await joinOk(s, z.id, c)).total, 3);
+    },
+  );
+
+  rule(
+    "an expired invite does not count against maxInvites",
+    { maxInvites: 1, retentionMs: 200 },
+    async (w) => {
+      const s = await w.open("n1");
+      const [a, x, y] = [await claimNew(s, "n1"), await claimNew(s, "n1"), await claimNew(s, "n1")];
+      const c = newChannel();
+      await joinOk(s, a.id, c);
+      await s.invite(a.id, x.id, c);
+      assert.deepEqual(await s.invite(a.id, y.id, c), { error: Codes.ERR_BANLISTFULL });
+      await delay(300);
+      assert.deepEqual(await s.invite(a.id, y.id, c), { channel: c, total: 1 });
+    },
+  );
+
+  rule(
+    "a full channel gets 471, after 474 and 475 and before 405",
+    { maxMembers: 2, maxChannels: 1 },
+    async (w) => {
+      const s = await w.open("n1");
+      const [a, b, x, y] = [
+        await claimNew(s, "n1"),
+        await claimNew(s, "n1"),
+        await claimNew(s, "n1"),
+        await claimNew(s, "n1"),
+      ];
+      const c = newChannel();
+      await joinOk(s, a.id, c, sha256("k"));
+      await s.invite(a.id, b.id, c);
+      await joinOk(s, b.id, c);
+      await s.ban(a.id, y.id, c);
+      assert.deepEqual(await s.join(y.id, c, sha256("k")), { error: Codes.ERR_BANNEDFROMCHAN });
+      assert.deepEqual(await s.join(x.id, c, null), { error: Codes.ERR_BADCHANNELKEY });
+      assert.deepEqual(await s.join(x.id, c, sha256("k")), { error: Codes.ERR_CHANNELISFULL });
+      // An invite passes the key, not the limit.
+      await s.invite(a.id, x.id, c);
+      assert.deepEqual(await s.join(x.id, c, null), { error: Codes.ERR_CHANNELISFULL });
+      // x is in as many channels as it may be: a full channel still says 471 first.
+      await joinOk(s, x.id, newChannel());
+      assert.deepEqual(await s.join(x.id, c, sha256("k")), { error: Codes.ERR_CHANNELISFULL });
+      assert.equal((await s.join(b.id, c, null) as { already: boolean }).already, true);
+      await s.quit(b.id, c);
+      assert.deepEqual(await s.join(x.id, c, sha256("k")), { error: Codes.ERR_TOOMANYCHANNELS });
+      assert.equal((await joinOk(s, b.id, c, sha256("k"))).total, 2);
+    },
+  );
+
+  rule(
+    "creating over maxCreates in an hour gets 263 with the time until the window ends",
+    { maxCreates: 2 },
+    async (w) => {
+      const s1 = await w.open("n1");
+      const s2 = await w.open("n2");
+      const a = await claimNew(s1, "n1");
+      const b = await claimNew(s1, "n1");
+      const [c1, c2, c3] = [newChannel(), newChannel(), newChannel()];
+      const first = Date.now();
+      await joinOk(s1, a.id, c1);
+      await joinOk(s2, a.id, c2);
+      // Leaving gives nothing back: the limit counts creations.
+      await s1.quit(a.id, c1);
+      const r = await s2.join(a.id, c3, null);
+      assert.ok(failed(r));
+      assert.equal(r.error, Codes.RPL_TRYAGAIN);
+      const wait = r.retryAfterMs ?? 0;
+      const left = 3_600_000 - (Date.now() - first);
+      assert.ok(wait > left - 2_000 && wait <= 3_600_000, `retryAfterMs ${wait}, about ${left}`);
+      assert.equal(await s1.getChannel(c3), null, "a refused join creates nothing");
+      // Joining an existing channel is no creation; another peer has its own allowance.
+      assert.equal((await joinOk(s1, a.id, c1)).created, false);
+      assert.equal((await joinOk(s1, b.id, c3)).created, true);
+    },
+  );
 
   rule(
     "operatorOf lists the channels where the peer is operator; the right survives quit",
@@ -869,7 +1005,7 @@ function redisRules(env: RedisTestEnv): void {
     "a node that stops beating is declared dead: its peers get the full grace, then quit",
     async (w) => {
       // Long enough that setting up the peers never outlasts the dead node's last beat.
-      const liveness = { deadMs: 2_000, graceMs: 500 };
+      const liveness = { deadMs: 2_000, graceMs: 2_000 };
       // Beats once when ready, then not again within the test: a crashed node.
       const dead = await w.open("dead", { ...liveness, heartbeatMs: 60_000 });
       const live = await w.open("live", { ...liveness, heartbeatMs: 50 });
@@ -884,8 +1020,10 @@ function redisRules(env: RedisTestEnv): void {
       assert.deepEqual(await live.expirePeers(Date.now()), []);
       assert.equal((await live.getPeer(p.id))?.online, true, "alive until the beat is stale");
       await delay(liveness.deadMs + 150);
-      const declared = Date.now();
-      assert.deepEqual(await live.expirePeers(declared), []);
+      // The grace starts on Redis' clock when the script runs: somewhere in [before, after].
+      const before = Date.now();
+      assert.deepEqual(await live.expirePeers(before), []);
+      const after = Date.now();
       assert.equal((await live.getPeer(p.id))?.online, false);
       assert.equal((await live.getPeer(r.id))?.online, true, "a beating node is left alone");
       assert.equal(await live.onlineCount(), 1);
@@ -895,15 +1033,36 @@ function redisRules(env: RedisTestEnv): void {
         claimOf(p.id, "live", "s2", { resumeHash: sha256(p.token) }),
       );
       assert.deepEqual(resumed, { fresh: false, channels: [c], away: false });
-      assert.deepEqual(await live.expirePeers(declared + 499), []);
-      assert.deepEqual(await live.expirePeers(declared + 500), [{
+      assert.deepEqual(await live.expirePeers(before + liveness.graceMs - w.slackMs), []);
+      assert.deepEqual(await live.expirePeers(after + liveness.graceMs + w.slackMs), [{
         id: q.id,
         channels: [{ channel: c, total: 2 }],
       }]);
-      assert.deepEqual(await live.expirePeers(declared + 10_000), []);
+      assert.deepEqual(await live.expirePeers(after + 10_000), []);
       assert.equal((await live.getPeer(p.id))?.online, true);
     },
   );
+
+  rule("nodes whose clocks are a minute apart agree on when a grace ends", async (w) => {
+    const ahead = () => Date.now() + 60_000;
+    const behind = () => Date.now() - 60_000;
+    const fast = await w.open("fast", { now: ahead });
+    const slow = await w.open("slow", { now: behind });
+    const p = await claimNew(slow, "slow");
+    const q = await claimNew(fast, "fast");
+    const graceMs = 1_000;
+    const released = Date.now();
+    await slow.releasePeer(p.id, p.session, behind() + graceMs);
+    await fast.releasePeer(q.id, q.session, ahead() + graceMs);
+    // The fast node would expire the slow node's peer at once on its own clock; the slow node
+    // would keep the fast node's peer two minutes.
+    assert.deepEqual(await fast.expirePeers(ahead()), []);
+    assert.deepEqual(await slow.expirePeers(behind()), []);
+    assert.equal((await fast.getPeer(p.id))?.online, false);
+    await delay(released + graceMs + w.slackMs - Date.now());
+    const gone = [...await slow.expirePeers(behind()), ...await fast.expirePeers(ahead())];
+    assert.deepEqual(gone.map((e) => e.id).sort(), [p.id, q.id].sort());
+  });
 
   rule("two nodes racing to declare a node dead quit each of its peers once", async (w) => {
     const liveness = { deadMs: 300, graceMs: 0 };
