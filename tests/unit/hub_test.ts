@@ -46,9 +46,15 @@ function setup(o: Partial<HubOptions> = {}) {
     c.session = slash.open(hub, c, new URL("ws://localhost/"));
     return c;
   };
+  /** Sends frames and waits (bounded) for their replies, or for the socket to close. */
   const say = async (c: FakeConnection, ...frames: string[]) => {
+    const want = c.replies().length + frames.length;
     for (const f of frames) c.session.text(f);
     for (let i = 0; i < 5; i++) await tick();
+    for (let waited = 0; waited < 5000; waited += 5) {
+      if (c.replies().length >= want || c.closedWith !== undefined) break;
+      await new Promise((r) => setTimeout(r, 5));
+    }
   };
   const peer = async (name = "p") => {
     const c = open();
@@ -286,10 +292,11 @@ Deno.test("hub: live messages during a resume's replay come after it, each once"
   const a2 = t.open();
   gated = true;
   const since0 = { channels: { [ch]: position } };
-  await t.say(
-    a2,
+  // Its reply waits for the gate: send without waiting for it.
+  a2.session.text(
     `/descp ${JSON.stringify({ id: a.id, name: "a", resume: a.resume, since: since0 })}`,
   );
+  for (let i = 0; i < 20; i++) await tick();
   assert.equal(a2.replies().length, 0, "the replay is being read");
   await t.say(b.c, `/pubmsg ${ch} three`);
   assert.equal(a2.frames.length, 0, "nothing reaches the resuming socket before its reply");
