@@ -1,0 +1,53 @@
+/**
+ * Viewers relay the stream to viewers: with a fan-out of one (`?k=1`) a host
+ * and three viewers form a chain, and the last viewer plays what came
+ * through two other viewers. When the middle viewer leaves, the last one is
+ * attached to the first and plays again within 10 s.
+ */
+import assert from "node:assert/strict";
+import { browserTest, launch, startServer, until } from "./support.ts";
+import { hostStream, joinStream, newFrames, parentOf, playing } from "./page.ts";
+
+browserTest("relay tree, k=1: a chain of three viewers; the middle one leaves", async () => {
+  await using server = await startServer();
+  await using browser = await launch();
+  const ctx = await browser.newContext({ viewport: { width: 960, height: 640 } });
+  const host = await hostStream(ctx, server.httpUrl + "/?k=1", "Host");
+  const v1 = await joinStream(ctx, host.link, "First");
+  await playing(v1.page, "the first viewer");
+  const v2 = await joinStream(ctx, host.link, "Second");
+  await playing(v2.page, "the second viewer");
+  const v3 = await joinStream(ctx, host.link, "Third");
+  await playing(v3.page, "the third viewer");
+  assert.deepEqual(
+    [await parentOf(v1.page), await parentOf(v2.page), await parentOf(v3.page)],
+    [host.id, v1.id, v2.id],
+    "host → first → second → third",
+  );
+  await newFrames(v3.page, 10, 30_000);
+
+  // The middle viewer closes its page.
+  await v3.page.evaluate(() => {
+    (globalThis as { before?: unknown }).before = document.querySelector("video")!.srcObject;
+  });
+  const left = Date.now();
+  await v2.page.close({ runBeforeUnload: true });
+  await until(
+    "the third viewer is attached to the first",
+    async () => (await parentOf(v3.page)) === v1.id,
+    10_000,
+  );
+  await until(
+    "the third viewer has the new stream",
+    () =>
+      v3.page.evaluate(() =>
+        document.querySelector("video")!.srcObject !== (globalThis as { before?: unknown }).before
+      ),
+    Math.max(1, 10_000 - (Date.now() - left)),
+  );
+  await newFrames(v3.page, 10, Math.max(1, 10_000 - (Date.now() - left)));
+  console.log(`the third viewer played again ${Date.now() - left} ms after the second left`);
+  await playing(v3.page, "the third viewer, re-attached");
+  assert.deepEqual([...host.errors, ...v1.errors, ...v3.errors], []);
+  await ctx.close();
+});
