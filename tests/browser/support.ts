@@ -108,16 +108,17 @@ const LISTENING = /^signaller listening on ws:\/\/(\S+):(\d+)\/\s*$/m;
 
 /**
  * Spawns the server (`deno run -A server.ts`, or `command` such as the single
- * binary) on a free port of 127.0.0.1 and waits for its first line,
+ * binary, in `cwd`: the repository root unless given) on a free port of
+ * 127.0.0.1 and waits for its first line,
  * `signaller listening on ws://HOST:PORT/` (60 s at most).
  */
 export async function startServer(
-  options: { command?: string[]; args?: string[] } = {},
+  options: { command?: string[]; args?: string[]; cwd?: string } = {},
 ): Promise<Server> {
   const [cmd, ...pre] = options.command ?? ["deno", "run", "-A", "server.ts"];
   const child = new Deno.Command(cmd, {
     args: [...pre, "--port", "0", "--host", "127.0.0.1", ...(options.args ?? [])],
-    cwd: ROOT,
+    cwd: options.cwd ?? ROOT,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
