@@ -20,7 +20,7 @@ export interface Comment {
 
 /** Options of {@linkcode DanmakuLayer}. */
 export interface DanmakuLayerOptions {
-  /** Time a scrolling comment takes to cross an empty layer's width, ms; 9000 unless given. */
+  /** Time a scrolling comment takes to cross an empty layer's width, ms; 7000 unless given. */
   crossMs?: number;
   /** Time a top or bottom comment stays, ms; 4500 unless given. */
   holdMs?: number;
@@ -65,12 +65,14 @@ export class DanmakuLayer {
   #queue: Waiting[] = [];
   #flying = new Set<Flying>();
   #paused = false;
+  #shown = 0;
+  #dropped = 0;
   #frame: number | undefined;
 
   /** A layer drawing into `root`, sized by it (it follows resizes). */
   constructor(root: HTMLElement, options: DanmakuLayerOptions = {}) {
     this.#root = root;
-    this.#crossMs = options.crossMs ?? 9000;
+    this.#crossMs = options.crossMs ?? 7000;
     this.#holdMs = options.holdMs ?? 4500;
     this.#maxWaitMs = options.maxWaitMs ?? 6000;
     new ResizeObserver(() => this.#measure()).observe(root);
@@ -85,6 +87,11 @@ export class DanmakuLayer {
   /** Comments on screen now. */
   get visible(): number {
     return this.#flying.size;
+  }
+
+  /** Comments shown so far, and those dropped because no lane came free in time. */
+  get counts(): { shown: number; dropped: number } {
+    return { shown: this.#shown, dropped: this.#dropped };
   }
 
   /** Shows `comment` as soon as a lane is free. */
@@ -121,10 +128,11 @@ export class DanmakuLayer {
 
   #measure(): void {
     const { width, height } = this.#root.getBoundingClientRect();
-    // Text scales with the video: readable on a phone, not shouting on a big screen.
-    const font = Math.round(Math.min(30, Math.max(15, height / 15)));
+    // Text scales with the video: readable on a phone, and enough lanes (about 16 on a
+    // desktop player) for a few hundred comments a minute.
+    const font = Math.round(Math.min(28, Math.max(14, height / 22)));
     this.#root.style.setProperty("--dm-font", `${font}px`);
-    this.#laneHeight = Math.round(font * 1.4);
+    this.#laneHeight = Math.round(font * 1.35);
     this.#width = width;
     const count = Math.max(1, Math.floor((height - 8) / this.#laneHeight));
     while (this.#lanes.length < count) this.#lanes.push({ tail: undefined, held: undefined });
@@ -138,7 +146,10 @@ export class DanmakuLayer {
     const now = performance.now();
     const left: Waiting[] = [];
     for (const w of this.#queue) {
-      if (!w.comment.own && now - w.since > this.#maxWaitMs) continue;
+      if (!w.comment.own && now - w.since > this.#maxWaitMs) {
+        this.#dropped++;
+        continue;
+      }
       if (!this.#place(w.comment)) left.push(w);
     }
     this.#queue = left;
@@ -176,6 +187,7 @@ export class DanmakuLayer {
       // A held comment stays put; the animation is its pausable timer.
       : el.animate([{ opacity: 1 }, { opacity: 1 }], { duration: this.#holdMs });
     const flying: Flying = { el, anim, width, speed };
+    this.#shown++;
     this.#flying.add(flying);
     const slot = this.#lanes[lane];
     if (comment.mode === "scroll") slot.tail = flying;
