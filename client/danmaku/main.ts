@@ -411,6 +411,7 @@ class Room {
         app.dataset.parent = parent ?? "";
         this.live = live;
         const via = parent && parent !== this.host ? this.members.get(parent)?.name : undefined;
+        this.showRoute();
         $("route").textContent = depth === undefined
           ? ""
           : depth <= 1
@@ -436,6 +437,15 @@ class Room {
     }
     this.video.muted = true;
     receiver.want();
+  }
+
+  #routeTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Shows where the stream comes from for a few seconds (it stays on hover). */
+  showRoute(): void {
+    const chip = $("route");
+    chip.classList.remove("quiet");
+    clearTimeout(this.#routeTimer);
+    this.#routeTimer = setTimeout(() => chip.classList.add("quiet"), 6000);
   }
 
   onHostGone(): void {

@@ -298,8 +298,10 @@ export class Coordinator {
         return;
       }
       if (msg.lost !== undefined && msg.lost !== tree.root) {
-        // It may be leaving: no new children for it for a while.
+        // It may be leaving: no new children for it for a while. A page that crashed sends
+        // no quit until its disconnect grace ends: if it is offline, it is gone now.
         this.#suspects.set(msg.lost, Date.now() + SUSPECT_MS);
+        void this.#probe(msg.lost);
       }
       tree.want(from);
       this.#assign();
@@ -317,6 +319,18 @@ export class Coordinator {
     this.tree.remove(peer);
     this.#feeder.drop(peer);
     this.#assign();
+  }
+
+  async #probe(peer: string): Promise<void> {
+    let online = false;
+    try {
+      const info = await this.#client.whois(peer);
+      online = "online" in info && info.online;
+    } catch (e) {
+      // 401: no such peer any more. Any other failure proves nothing.
+      if (!(e instanceof SignallerError && e.code === 401)) return;
+    }
+    if (!online) this.onLeave(peer);
   }
 
   #assign(): void {

@@ -51,3 +51,32 @@ browserTest("relay tree, k=1: a chain of three viewers; the middle one leaves", 
   assert.deepEqual([...host.errors, ...v1.errors, ...v3.errors], []);
   await ctx.close();
 });
+
+browserTest("relay tree, k=1: a relaying viewer whose page crashes is replaced", async () => {
+  await using server = await startServer();
+  await using browser = await launch();
+  const ctx = await browser.newContext({ viewport: { width: 960, height: 640 } });
+  const host = await hostStream(ctx, server.httpUrl + "/?k=1", "Host");
+  const v1 = await joinStream(ctx, host.link, "First");
+  await playing(v1.page, "the first viewer");
+  const v2 = await joinStream(ctx, host.link, "Second");
+  await playing(v2.page, "the second viewer");
+  const v3 = await joinStream(ctx, host.link, "Third");
+  await playing(v3.page, "the third viewer");
+  assert.equal(await parentOf(v3.page), v2.id);
+
+  // No pagehide, no quit: the server keeps the crashed page's session for its grace period
+  // (30 s). The third viewer's link fails, it reports the loss, and the host finds the
+  // second viewer offline and moves the third under the first.
+  const cdp = await ctx.newCDPSession(v2.page);
+  cdp.send("Page.crash").catch(() => {});
+  await until(
+    "the third viewer is attached to the first",
+    async () => (await parentOf(v3.page)) === v1.id,
+    25_000,
+  );
+  await newFrames(v3.page, 10, 30_000);
+  await playing(v3.page, "the third viewer, re-attached");
+  assert.deepEqual([...host.errors, ...v1.errors, ...v3.errors], []);
+  await ctx.close();
+});
