@@ -178,14 +178,22 @@ export class DanmakuLayer {
       return false;
     }
     el.style.top = `${lane * this.#laneHeight + 4}px`;
+    // Where the animation starts, also before its first frame (on a busy page the element can
+    // be drawn once before the animation applies).
+    if (comment.mode === "scroll") el.style.transform = `translateX(${this.#width}px)`;
+    else el.style.opacity = "0";
     el.style.visibility = "";
     const speed = this.#speed();
+    // `fill: "forwards"`: on a busy page the finish event (which removes the element) may come
+    // a little late; until then the comment stays out of sight, never back at its start.
     const anim = comment.mode === "scroll"
       ? el.animate([{ transform: `translateX(${this.#width}px)` }, {
         transform: `translateX(${-width}px)`,
-      }], { duration: (this.#width + width) / speed, easing: "linear" })
-      // A held comment stays put; the animation is its pausable timer.
-      : el.animate([{ opacity: 1 }, { opacity: 1 }], { duration: this.#holdMs });
+      }], { duration: (this.#width + width) / speed, easing: "linear", fill: "forwards" })
+      // A held comment stays put, fading in and out; the animation is its pausable timer.
+      : el.animate([{ opacity: 0 }, { opacity: 1, offset: 0.04 }, { opacity: 1, offset: 0.94 }, {
+        opacity: 0,
+      }], { duration: this.#holdMs, fill: "forwards" });
     const flying: Flying = { el, anim, width, speed };
     this.#shown++;
     this.#flying.add(flying);

@@ -78,10 +78,20 @@ const fx: LayerFixture = {
   resume: () => layer.resume(),
 };
 
+/** The part of a comment that can be seen: inside the layer, and not faded out. */
+function visible(el: HTMLElement): DOMRect | undefined {
+  if (el.style.visibility === "hidden" || Number(getComputedStyle(el).opacity) === 0) return;
+  const r = el.getBoundingClientRect();
+  const box = root.getBoundingClientRect();
+  const left = Math.max(r.left, box.left);
+  const right = Math.min(r.right, box.right);
+  return right - left > 0.5 ? new DOMRect(left, r.top, right - left, r.height) : undefined;
+}
+
 function check(): void {
   const rects = [...root.querySelectorAll<HTMLElement>(".dm")]
-    .filter((el) => el.style.visibility !== "hidden")
-    .map((el) => ({ text: el.textContent!, r: el.getBoundingClientRect() }));
+    .map((el) => ({ text: el.textContent!, r: visible(el) }))
+    .filter((x): x is { text: string; r: DOMRect } => x.r !== undefined);
   fx.frames++;
   fx.peak = Math.max(fx.peak, rects.length);
   for (let i = 0; i < rects.length; i++) {
@@ -91,7 +101,10 @@ function check(): void {
       // Half a pixel of slack for sub-pixel rounding.
       const x = Math.min(a.right, b.right) - Math.max(a.left, b.left);
       const y = Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top);
-      if (x > 0.5 && y > 0.5) fx.overlaps.push(`${rects[i].text} / ${rects[j].text}`);
+      if (x > 0.5 && y > 0.5) {
+        const at = (r: DOMRect) => `${r.left.toFixed(1)}..${r.right.toFixed(1)}@${r.top}`;
+        fx.overlaps.push(`"${rects[i].text}" ${at(a)} / "${rects[j].text}" ${at(b)}`);
+      }
     }
   }
   requestAnimationFrame(check);
