@@ -128,7 +128,7 @@ export class DanmakuLayer {
 
   #measure(): void {
     const { width, height } = this.#root.getBoundingClientRect();
-    // Text scales with the video: readable on a phone, and enough lanes (about 16 on a
+    // Text scales with the video: readable on a phone, and enough lanes (15 on a
     // desktop player) for a few hundred comments a minute.
     const font = Math.round(Math.min(28, Math.max(14, height / 22)));
     this.#root.style.setProperty("--dm-font", `${font}px`);

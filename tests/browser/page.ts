@@ -16,6 +16,29 @@ export interface AppPage {
   errors: string[];
 }
 
+/**
+ * Records, in the page, the text of every danmaku that gets a place on the video: a comment
+ * shows for a few seconds only, and a busy machine may poll after it is gone.
+ */
+async function recordDanmaku(page: Page): Promise<void> {
+  await page.addInitScript(() => {
+    const seen = new Set<string>();
+    (globalThis as { danmakuSeen?: Set<string> }).danmakuSeen = seen;
+    addEventListener("DOMContentLoaded", () => {
+      new MutationObserver((records) => {
+        for (const r of records) {
+          for (const n of r.addedNodes) {
+            // A comment that found no lane was measured and removed again: not shown.
+            if (n instanceof HTMLElement && n.isConnected && n.style.visibility !== "hidden") {
+              seen.add(n.textContent ?? "");
+            }
+          }
+        }
+      }).observe(document.getElementById("danmaku")!, { childList: true });
+    });
+  });
+}
+
 function watchErrors(page: Page, name: string): string[] {
   const errors: string[] = [];
   page.on("pageerror", (e) => errors.push(`[${name}] ${e.message}`));
@@ -44,6 +67,7 @@ export async function hostStream(
 ): Promise<AppPage & { link: string }> {
   const page = await ctx.newPage();
   const errors = watchErrors(page, name);
+  await recordDanmaku(page);
   await page.goto(url);
   if (options.title) await page.fill("#stream-title", options.title);
   const id = await enter(page, name);
@@ -66,6 +90,7 @@ export async function joinStream(
 ): Promise<AppPage> {
   const page = await ctx.newPage();
   const errors = watchErrors(page, name);
+  await recordDanmaku(page);
   await page.goto(link);
   const id = await enter(page, name);
   return { page, id, errors };
@@ -121,14 +146,22 @@ export async function comment(
   await page.press("#dm-text", "Enter");
 }
 
-/** Waits until a danmaku with `text` flies over the page's video. */
+/** Waits until a danmaku with `text` has been shown over the page's video. */
 export async function seesDanmaku(page: Page, text: string, what: string): Promise<void> {
   await until(
     `${what} renders "${text}"`,
     () =>
       page.evaluate(
-        (t) => [...document.querySelectorAll("#danmaku .dm")].some((e) => e.textContent === t),
+        (t) => (globalThis as { danmakuSeen?: Set<string> }).danmakuSeen?.has(t) ?? false,
         text,
       ),
+  );
+}
+
+/** Whether a danmaku with `text` is over the page's video right now. */
+export function onScreen(page: Page, text: string): Promise<boolean> {
+  return page.evaluate(
+    (t) => [...document.querySelectorAll("#danmaku .dm")].some((e) => e.textContent === t),
+    text,
   );
 }

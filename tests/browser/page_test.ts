@@ -9,7 +9,15 @@
  */
 import assert from "node:assert/strict";
 import { browserTest, launch, ROOT, startServer, until } from "./support.ts";
-import { comment, hostStream, joinStream, parentOf, playing, seesDanmaku } from "./page.ts";
+import {
+  comment,
+  hostStream,
+  joinStream,
+  onScreen,
+  parentOf,
+  playing,
+  seesDanmaku,
+} from "./page.ts";
 
 browserTest("page: a host goes live, a viewer plays it, danmaku reach everyone", async () => {
   await using server = await startServer();
@@ -22,31 +30,41 @@ browserTest("page: a host goes live, a viewer plays it, danmaku reach everyone",
 
   const chatter = await joinStream(ctx, host.link, "Aiko");
   await comment(chatter.page, "¡qué vista!", { color: 3 });
-  for (const [page, who] of [[host.page, "the host"], [viewer.page, "the viewer"]] as const) {
-    await seesDanmaku(page, "¡qué vista!", who);
-  }
-  // Your own comment shows at once on your own page too.
-  await seesDanmaku(chatter.page, "¡qué vista!", "the sender");
+  await Promise.all([
+    seesDanmaku(host.page, "¡qué vista!", "the host"),
+    seesDanmaku(viewer.page, "¡qué vista!", "the viewer"),
+    // Your own comment shows on your own page too (the server does not echo it).
+    seesDanmaku(chatter.page, "¡qué vista!", "the sender"),
+  ]);
 
-  // A few more, for the screenshot: other colours, a held comment.
-  await comment(chatter.page, "the lanterns look amazing", { color: 1 });
-  await comment(host.page, "welcome everyone!", { color: 5, mode: "top" });
-  await comment(viewer.page, "hi from Osaka", { color: 4 });
-  await seesDanmaku(viewer.page, "welcome everyone!", "the viewer");
-  await seesDanmaku(viewer.page, "the lanterns look amazing", "the viewer");
   await until(
     "the viewer counts two watching",
     () => viewer.page.evaluate(() => document.getElementById("app")!.dataset.viewers === "2"),
   );
 
-  // For a sharp screenshot, give the encoder a moment to reach full size (best effort: a busy
-  // machine may keep it lower, which is not a failure).
+  // The screenshot, which asserts nothing: for a sharp picture the encoder gets a moment to
+  // reach full size, then a few more comments fly (a busy machine may show fewer).
+  const shown = (text: string) => onScreen(viewer.page, text);
   await until(
     "the picture is at full size",
     () => viewer.page.evaluate(() => document.querySelector("video")!.videoWidth >= 1280),
     8000,
   ).catch(() => {});
+  await comment(chatter.page, "the lanterns look amazing", { color: 1 });
+  await comment(viewer.page, "hi from Osaka", { color: 4 });
+  await comment(chatter.page, "is that the night market in Taipei?", { color: 2 });
+  await comment(host.page, "tonight: street food tour", { color: 0, mode: "bottom" });
+  await comment(viewer.page, "the sound is perfect", { color: 6 });
+  await comment(host.page, "welcome everyone!", { color: 5, mode: "top" });
   await viewer.page.locator("#dm-text").blur();
+  // The pointer over the video shows where the stream comes from.
+  await viewer.page.hover("#stage");
+  await until(
+    "the last comments are on screen",
+    async () => (await shown("welcome everyone!")) && (await shown("the sound is perfect")),
+    5000,
+  )
+    .catch(() => {});
   await Deno.mkdir(ROOT + "dist/test-artifacts", { recursive: true });
   const shot = await viewer.page.screenshot({ path: ROOT + "dist/test-artifacts/viewer.png" });
   const target = Deno.env.get("SIGNALLER_SCREENSHOT");
