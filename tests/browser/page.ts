@@ -58,32 +58,51 @@ async function enter(page: Page, name: string): Promise<string> {
   );
 }
 
-/** Opens the lobby at `url`, creates a stream as `name` and goes live with the test pattern. */
+/**
+ * Opens the lobby at `url`, creates a stream as `name` (with `key`, if given) and goes live
+ * with the test pattern (unless `live` is false).
+ */
 export async function hostStream(
   ctx: BrowserContext,
   url: string,
   name: string,
-  options: { title?: string } = {},
+  options: { title?: string; key?: string; live?: boolean } = {},
 ): Promise<AppPage & { link: string }> {
   const page = await ctx.newPage();
   const errors = watchErrors(page, name);
   await recordDanmaku(page);
   await page.goto(url);
   if (options.title) await page.fill("#stream-title", options.title);
+  if (options.key) await page.fill("#key", options.key);
   const id = await enter(page, name);
-  await page.click("#golive");
-  await until(
-    `${name} is live`,
-    () => page.evaluate(() => document.getElementById("app")!.dataset.live === "true"),
-  );
+  if (options.live ?? true) {
+    await page.click("#golive");
+    await until(
+      `${name} is live`,
+      () => page.evaluate(() => document.getElementById("app")!.dataset.live === "true"),
+    );
+  }
   // The link a host shares: the page's address without the host's own parameters.
   const link = new URL(page.url());
   link.search = `?c=${link.searchParams.get("c")}`;
   return { page, id, errors, link: link.href };
 }
 
-/** Opens `link` (a shared stream) and joins as `name`. */
+/** Opens `link` (a shared stream) and joins as `name` (with `key`, if given). */
 export async function joinStream(
+  ctx: BrowserContext,
+  link: string,
+  name: string,
+  key?: string,
+): Promise<AppPage> {
+  const opened = await openStream(ctx, link, name);
+  if (key) await opened.page.fill("#key", key);
+  const id = await enter(opened.page, name);
+  return { ...opened, id };
+}
+
+/** Opens `link` and stays in its lobby. */
+export async function openStream(
   ctx: BrowserContext,
   link: string,
   name: string,
@@ -92,8 +111,15 @@ export async function joinStream(
   const errors = watchErrors(page, name);
   await recordDanmaku(page);
   await page.goto(link);
-  const id = await enter(page, name);
-  return { page, id, errors };
+  return { page, id: "", errors };
+}
+
+/** Waits until the lobby shows an error, and returns it. */
+export function lobbyError(page: Page): Promise<string> {
+  return until(
+    "an error in the lobby",
+    () => page.evaluate(() => document.getElementById("lobby-error")!.textContent),
+  );
 }
 
 /** Waits until the page's video has a picture and its time advances. */

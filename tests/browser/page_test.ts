@@ -13,7 +13,9 @@ import {
   comment,
   hostStream,
   joinStream,
+  lobbyError,
   onScreen,
+  openStream,
   parentOf,
   playing,
   seesDanmaku,
@@ -71,5 +73,58 @@ browserTest("page: a host goes live, a viewer plays it, danmaku reach everyone",
   if (target) await Deno.writeFile(target.startsWith("/") ? target : ROOT + target, shot);
 
   assert.deepEqual([...host.errors, ...viewer.errors, ...chatter.errors], []);
+  await ctx.close();
+});
+
+browserTest("page: a keyed stream, kick and ban from the viewer list, the keyboard", async () => {
+  await using server = await startServer();
+  await using browser = await launch();
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const host = await hostStream(ctx, server.httpUrl + "/", "Host", { key: "s3cret", live: false });
+  // Banning asks for confirmation.
+  host.page.on("dialog", (d) => void d.accept());
+
+  // Without the key: refused in the lobby; with it: in.
+  const guest = await openStream(ctx, host.link, "Guest");
+  await guest.page.fill("#name", "Guest");
+  await guest.page.click("#go");
+  assert.equal(await lobbyError(guest.page), "This stream needs a key.");
+  const a = await joinStream(ctx, host.link, "Anna", "s3cret");
+  const b = await joinStream(ctx, host.link, "Bo", "s3cret");
+
+  // Only the keyboard: "c" goes to the comment box, Enter sends.
+  await a.page.keyboard.press("c");
+  await a.page.keyboard.type("typed, not clicked");
+  await a.page.keyboard.press("Enter");
+  await seesDanmaku(host.page, "typed, not clicked", "the host");
+
+  // The host's list has a Kick and a Ban button per viewer; the viewers' lists have none.
+  await host.page.click("#tab-viewers");
+  const row = (id: string) => `#viewers li[data-peer="${id}"]`;
+  await host.page.waitForSelector(row(b.id));
+  assert.equal(await a.page.locator("#viewers button").count(), 0);
+  // Kick Anna with the keyboard: focus her Kick button, press Enter.
+  await host.page.focus(`${row(a.id)} button:text("Kick")`);
+  await host.page.keyboard.press("Enter");
+  await a.page.waitForSelector("#ended[open]");
+  assert.equal(await a.page.textContent("#ended-title"), "You were removed");
+  await host.page.waitForSelector(row(a.id), { state: "detached" });
+
+  await host.page.click(`${row(b.id)} button:text("Ban")`);
+  await b.page.waitForSelector("#ended[open]");
+  assert.equal(await b.page.textContent("#ended-title"), "You were banned");
+  await until(
+    "no one left watching",
+    () => host.page.evaluate(() => document.getElementById("app")!.dataset.viewers === "0"),
+  );
+
+  // Bo comes back with the key: still banned. (A fresh page is a new peer; the ban is on the id,
+  // which the tab keeps across a reload.)
+  await b.page.reload();
+  await b.page.fill("#name", "Bo");
+  await b.page.fill("#key", "s3cret");
+  await b.page.click("#go");
+  assert.equal(await lobbyError(b.page), "You are banned from this stream.");
+  assert.deepEqual([...host.errors, ...a.errors], []);
   await ctx.close();
 });
