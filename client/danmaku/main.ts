@@ -90,6 +90,18 @@ function lobby(): void {
     $("key").parentElement!.querySelector("i")!.textContent = "if the stream has one";
   }
   (nameInput.value ? $<HTMLInputElement>(stream ? "go" : "stream-title") : nameInput).focus();
+  const go = (opts: EnterOptions) => {
+    $<HTMLButtonElement>("go").disabled = true;
+    enter(opts).catch((err) => {
+      $<HTMLButtonElement>("go").disabled = false;
+      $("lobby-error").textContent = err instanceof Error ? err.message : String(err);
+    });
+  };
+  if (stream && saved?.channel === "#" + stream) {
+    // A reload of a page that was in this stream: straight back in.
+    const { name, key, title } = saved;
+    go({ channel: saved.channel, name, key, title });
+  }
 
   $("lobby-form").addEventListener("submit", (e) => {
     e.preventDefault();
@@ -104,11 +116,7 @@ function lobby(): void {
       url.searchParams.set("c", id);
       history.replaceState(null, "", url);
     }
-    $<HTMLButtonElement>("go").disabled = true;
-    enter({ channel: "#" + id, name, key, title }).catch((err) => {
-      $<HTMLButtonElement>("go").disabled = false;
-      $("lobby-error").textContent = err instanceof Error ? err.message : String(err);
-    });
+    go({ channel: "#" + id, name, key, title });
   });
 
   $("open-form").addEventListener("submit", (e) => {
@@ -128,23 +136,28 @@ interface Saved {
   id: string;
   resume: string;
   channel: string;
+  name: string;
+  key?: string;
+  title: string;
 }
 
 /**
- * The peer id and resume token survive a reload of this tab (so a
- * broadcaster keeps operator rights), but not a duplicated tab: the entry is
- * taken on load and written back when the page is hidden.
+ * The session survives a reload of this tab — the peer id and resume token
+ * (so a broadcaster keeps operator rights), name, key and title — but not a
+ * duplicated tab: the entry is taken on load and written back when the page
+ * is hidden.
  */
-function takeSaved(channel: string): Saved | undefined {
+function takeSaved(): Saved | undefined {
   const raw = sessionStorage.getItem("signaller.session");
   sessionStorage.removeItem("signaller.session");
   try {
-    const s = raw ? JSON.parse(raw) as Saved : undefined;
-    return s?.channel === channel ? s : undefined;
+    return raw ? JSON.parse(raw) as Saved : undefined;
   } catch {
     return undefined;
   }
 }
+
+const saved = takeSaved();
 
 // ---- the room ---------------------------------------------------------------
 
@@ -163,17 +176,17 @@ interface EnterOptions {
 
 async function enter(opts: EnterOptions): Promise<void> {
   const { channel } = opts;
-  const saved = takeSaved(channel);
+  const resumed = saved?.channel === channel ? saved : undefined;
   let client = new SignallerClient(serverUrl, {
-    id: saved?.id,
-    resume: saved?.resume,
+    id: resumed?.id,
+    resume: resumed?.resume,
     name: opts.name,
     meta: opts.title ? { title: opts.title } : {},
   });
   try {
     await client.connect();
   } catch (e) {
-    if (!saved) throw new Error(`Cannot reach the server (${(e as Error).message}).`);
+    if (!resumed) throw new Error(`Cannot reach the server (${(e as Error).message}).`);
     // The saved session is gone (or taken): start a fresh one.
     client = new SignallerClient(serverUrl, { name: opts.name, meta: { title: opts.title } });
     await client.connect();
@@ -195,7 +208,16 @@ async function enter(opts: EnterOptions): Promise<void> {
   const save = () =>
     sessionStorage.setItem(
       "signaller.session",
-      JSON.stringify({ id: client.id, resume: client.resumeToken, channel }),
+      JSON.stringify(
+        {
+          id: client.id,
+          resume: client.resumeToken,
+          channel,
+          name: opts.name,
+          key: opts.key,
+          title: opts.title,
+        } satisfies Partial<Saved>,
+      ),
     );
   addEventListener("pagehide", save);
   new Room(client, channel, joined, opts).start();

@@ -80,3 +80,49 @@ browserTest("relay tree, k=1: a relaying viewer whose page crashes is replaced",
   assert.deepEqual([...host.errors, ...v1.errors, ...v3.errors], []);
   await ctx.close();
 });
+
+browserTest(
+  "relay tree: the host reloads its page, stays host, and the tree is built again",
+  async () => {
+    await using server = await startServer();
+    await using browser = await launch();
+    const ctx = await browser.newContext({ viewport: { width: 960, height: 640 } });
+    const host = await hostStream(ctx, server.httpUrl + "/?k=1", "Host");
+    const v1 = await joinStream(ctx, host.link, "First");
+    await playing(v1.page, "the first viewer");
+    const v2 = await joinStream(ctx, host.link, "Second");
+    await playing(v2.page, "the second viewer");
+
+    // The reload resumes the same peer (its id is the operator) straight into the room.
+    await host.page.reload();
+    await until(
+      "the host is back in its room",
+      () =>
+        host.page.evaluate(() => {
+          const app = document.getElementById("app")!;
+          return app.dataset.view === "room" && app.dataset.self;
+        }),
+    );
+    assert.equal(
+      await host.page.evaluate(() => document.getElementById("app")!.dataset.self),
+      host.id,
+    );
+    assert.equal(
+      await host.page.evaluate(() => document.getElementById("app")!.dataset.role),
+      "host",
+    );
+    await host.page.click("#golive");
+    // A new tree (in whichever order the viewers asked): host → one → the other.
+    const chain = await until("both viewers attached again", async () => {
+      const [p1, p2] = [await parentOf(v1.page), await parentOf(v2.page)];
+      if (p1 === host.id && p2 === v1.id) return [v1, v2];
+      if (p2 === host.id && p1 === v2.id) return [v2, v1];
+      return undefined;
+    });
+    const leaf = chain[1].page;
+    await newFrames(leaf, 10, 30_000);
+    await playing(leaf, "the end of the chain, after the host's reload");
+    assert.deepEqual([...host.errors, ...v1.errors, ...v2.errors], []);
+    await ctx.close();
+  },
+);
