@@ -5,10 +5,11 @@
  * pausing freezes them where they are.
  */
 import assert from "node:assert/strict";
-import { browserTest, bundle, launch, until } from "./support.ts";
+import { browserTest, bundle, bunFound, launch, until } from "./support.ts";
 import type { LayerFixture } from "./layer_fixture.ts";
 
-const script = await bundle("tests/browser/layer_fixture.ts");
+// Bundled once for all tests of the file; without Bun the tests are skipped.
+const script = bunFound ? await bundle("tests/browser/layer_fixture.ts") : "";
 
 function dm<T>(page: import("playwright-core").Page, f: (dm: LayerFixture) => T): Promise<T> {
   return page.evaluate(`(${f.toString()})(globalThis.dm)`) as Promise<T>;
@@ -32,7 +33,7 @@ browserTest("danmaku: 300 comments a minute, no overlap at any frame, none dropp
   assert.ok(fx.peak >= 10, `the layer was busy (${fx.peak} comments at once)`);
   assert.deepEqual(fx.overlaps.slice(0, 5), [], `${fx.overlaps.length} overlapping pairs`);
   assert.deepEqual(counts, { shown: 60, dropped: 0, waiting: 0 });
-});
+}, { needsBun: true });
 
 browserTest("danmaku: pause freezes the comments, resume moves them on", async () => {
   await using browser = await launch();
@@ -60,4 +61,4 @@ browserTest("danmaku: pause freezes the comments, resume moves them on", async (
     );
   });
   assert.deepEqual(await dm(page, (d) => d.overlaps), []);
-});
+}, { needsBun: true });

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
-import { browserTest, bundle, launch, startServer, until } from "./support.ts";
+import { browserTest, bundle, bunFound, launch, startServer, until } from "./support.ts";
 import type { Fixture } from "./rtc_fixture.ts";
 
 type Fx = { fx: Fixture };
@@ -51,7 +51,8 @@ async function bothWays(a: Page, b: Page, label: string): Promise<void> {
   );
 }
 
-const script = await bundle("tests/browser/rtc_fixture.ts");
+// Bundled once for all tests of the file; without Bun the tests are skipped.
+const script = bunFound ? await bundle("tests/browser/rtc_fixture.ts") : "";
 
 browserTest("rtc.ts: a data channel opens and carries a message both ways", async () => {
   await using server = await startServer();
@@ -62,7 +63,7 @@ browserTest("rtc.ts: a data channel opens and carries a message both ways", asyn
   await bothWays(a.page, b.page, "first");
   assert.equal(await fx(a.page, (f) => f.offersSent), 1, "one offer, no renegotiation");
   assert.equal(await fx(b.page, (f) => f.offersSent), 0, "the answering side sent no offer");
-});
+}, { needsBun: true });
 
 browserTest("rtc.ts: both sides offering at the same moment still connect (glare)", async () => {
   await using server = await startServer();
@@ -90,7 +91,7 @@ browserTest("rtc.ts: both sides offering at the same moment still connect (glare
   for (const p of [a.page, b.page]) {
     assert.equal(await fx(p, (f) => f.state()), "connected/stable");
   }
-});
+}, { needsBun: true });
 
 browserTest(
   "rtc.ts: the link carries messages after an ICE restart and after a new session",
@@ -129,4 +130,5 @@ browserTest(
       ["local"],
     );
   },
+  { needsBun: true },
 );

@@ -65,11 +65,34 @@ if (!chromiumFound) {
   console.warn(`skipping the browser tests: no Chromium at ${CHROMIUM} (apt-get install chromium)`);
 }
 
-/** Registers a test that needs Chromium: skipped (see above) when it is missing. */
-export function browserTest(name: string, fn: () => Promise<void>): void {
+function runs(cmd: string): boolean {
+  try {
+    return new Deno.Command(cmd, { args: ["--version"], stdout: "null", stderr: "null" })
+      .outputSync().success;
+  } catch {
+    return false;
+  }
+}
+
+/** Whether `bun` is there to bundle test scripts (see {@linkcode bundle}). */
+export const bunFound: boolean = runs("bun");
+if (!bunFound) {
+  if (CI) throw new Error("CI=true: `bun` is not on the PATH (it bundles the test scripts)");
+  console.warn("skipping the browser tests that load a bundled script: `bun` is not on the PATH");
+}
+
+/**
+ * Registers a test that needs Chromium (and, with `needsBun`, Bun to bundle
+ * its script): skipped (see above) when it is missing.
+ */
+export function browserTest(
+  name: string,
+  fn: () => Promise<void>,
+  options: { needsBun?: boolean } = {},
+): void {
   Deno.test({
     name: `[chromium] ${name}`,
-    ignore: !chromiumFound,
+    ignore: !chromiumFound || (options.needsBun === true && !bunFound),
     // playwright-core keeps its own timers and sockets to the browser alive between tests.
     sanitizeOps: false,
     sanitizeResources: false,
