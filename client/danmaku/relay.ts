@@ -106,7 +106,7 @@ export class Feeder {
 
 /** What a viewer's {@linkcode Receiver} reports. */
 export interface ReceiverEvents {
-  /** A new stream from a new parent (undefined: none any more). */
+  /** The stream from the parent, each time it gains a track (undefined: none any more). */
   stream(stream: MediaStream | undefined): void;
   /** Where the stream comes from now. */
   route(parent: string | undefined, depth: number | undefined, live: boolean): void;
@@ -161,13 +161,10 @@ export class Receiver {
     if (this.#link !== link) this.#link?.close();
     this.#link = link;
     const stream = new MediaStream();
-    let announced = false;
     link.pc.addEventListener("track", (e) => {
       stream.addTrack(e.track);
-      if (!announced) {
-        announced = true;
-        this.#events.stream(stream);
-      }
+      // Told once per track: the video and the audio each go on to this viewer's children.
+      this.#events.stream(stream);
     });
     link.pc.addEventListener("connectionstatechange", () => this.#watch());
     link.closed.then((reason) => {

@@ -191,3 +191,29 @@ export function onScreen(page: Page, text: string): Promise<boolean> {
     text,
   );
 }
+
+/**
+ * Waits until the page's stream carries sound: the test pattern beeps once a
+ * second, heard through an analyser on the video's stream.
+ */
+export async function hearsBeep(page: Page, timeoutMs: number): Promise<void> {
+  const ok = await page.evaluate((ms) =>
+    new Promise<boolean>((resolve) => {
+      const stream = document.querySelector("video")!.srcObject as MediaStream;
+      const ctx = new AudioContext();
+      const analyser = ctx.createAnalyser();
+      ctx.createMediaStreamSource(stream).connect(analyser);
+      const samples = new Float32Array(analyser.fftSize);
+      const deadline = performance.now() + ms;
+      const poll = setInterval(() => {
+        analyser.getFloatTimeDomainData(samples);
+        const peak = samples.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
+        if (peak > 0.01 || performance.now() > deadline) {
+          clearInterval(poll);
+          void ctx.close();
+          resolve(peak > 0.01);
+        }
+      }, 20);
+    }), timeoutMs);
+  if (!ok) throw new Error(`no sound in the stream within ${timeoutMs} ms`);
+}

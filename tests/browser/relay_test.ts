@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { browserTest, launch, startServer, until } from "./support.ts";
-import { hostStream, joinStream, newFrames, parentOf, playing } from "./page.ts";
+import { hearsBeep, hostStream, joinStream, newFrames, parentOf, playing } from "./page.ts";
 
 browserTest("relay tree, k=1: a chain of three viewers; the middle one leaves", async () => {
   await using server = await startServer();
@@ -25,6 +25,8 @@ browserTest("relay tree, k=1: a chain of three viewers; the middle one leaves", 
     "host → first → second → third",
   );
   await newFrames(v3.page, 10, 30_000);
+  // The sound is relayed too.
+  await hearsBeep(v3.page, 30_000);
 
   // The middle viewer closes its page.
   await v3.page.evaluate(() => {
