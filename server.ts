@@ -11,7 +11,7 @@ import process from "node:process";
 import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import pkg from "./package.json" with { type: "json" };
-import { newId } from "./protocol/mod.ts";
+import { newId } from "./server/ids.ts";
 import { iceServers, jwtAuth } from "./server/auth.ts";
 import { type Config, ConfigError, parseConfig, usage } from "./server/config.ts";
 import { slash } from "./server/frontends/slash.ts";

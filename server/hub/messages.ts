@@ -3,13 +3,8 @@
  * and ICE to one peer, danmaku to a channel, an admin's word to everyone, and
  * the away state shown to the peers who share a channel.
  */
-import {
-  Codes,
-  type CommandArgs,
-  type EventOf,
-  newId,
-  type ReplyData,
-} from "../../protocol/mod.ts";
+import { Codes, type CommandArgs, type EventOf, type ReplyData } from "../../protocol/mod.ts";
+import { newId } from "../ids.ts";
 import { type Context, refuse, type Result } from "./context.ts";
 import { encode, head } from "./events.ts";
 import type { Routed } from "../store/store.ts";

@@ -39,8 +39,8 @@ import {
   type CommandArgs,
   type CommandName,
   MESSAGE_COMMANDS,
-  newId,
 } from "../../protocol/mod.ts";
+import { newId } from "../ids.ts";
 import { type Bus, type Envelope, NoBus } from "../bus/bus.ts";
 import { DEFAULTS } from "../config.ts";
 import { PeerRate } from "../limits.ts";

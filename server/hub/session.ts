@@ -3,7 +3,7 @@
  * socket, the peer it speaks for once described, and the queue that keeps its
  * replies in command order while a command awaits the store.
  */
-import { newId } from "../../protocol/mod.ts";
+import { newId } from "../ids.ts";
 import type { PeerRate } from "../limits.ts";
 
 /** What the core needs of a socket. Adapters (and front-ends) implement it in a few lines. */
