@@ -1,0 +1,142 @@
+/**
+ * Unit tests of the hub's hooks for front-ends whose clients bring their own
+ * id and token: `claim`, `closed` with a grace of its own, and messages
+ * counted by front-end. Fake connections, no server.
+ */
+import assert from "node:assert/strict";
+import { Codes } from "../../protocol/mod.ts";
+import { type Connection, Hub, Refusal, type Session } from "../../server/hub/mod.ts";
+import { MemoryStore } from "../../server/store/memory.ts";
+
+/** A connection that records what the hub sends. */
+class FakeConnection implements Connection {
+  frames: string[] = [];
+  closedWith?: [number, string];
+  bufferedAmount = 0;
+  remoteAddress = "127.0.0.1";
+  send(text: string): void {
+    this.frames.push(text);
+  }
+  close(code: number, reason: string): void {
+    this.closedWith ??= [code, reason];
+  }
+}
+
+function setup() {
+  let now = 1_000_000;
+  const store = new MemoryStore({ maxChannels: 100, retentionMs: 60_000 }, () => now);
+  // A long sweep period: the tests show what happens before the periodic sweep.
+  const hub = new Hub({ store, now: () => now, graceMs: 30_000, sweepMs: 60_000 });
+  const open = (frontend = "test") => {
+    const conn = new FakeConnection();
+    return { conn, s: hub.open(conn, { frontend }) };
+  };
+  return {
+    hub,
+    open,
+    advance: (ms: number) => (now += ms),
+    [Symbol.asyncDispose]: () => hub.shutdown(),
+  };
+}
+
+/** The refusal code of a claim that must fail. */
+async function refused(p: Promise<unknown>): Promise<number> {
+  try {
+    await p;
+  } catch (e) {
+    if (e instanceof Refusal) return e.code;
+    throw e;
+  }
+  assert.fail("the claim succeeded");
+}
+
+Deno.test("hub.claim: a new id is taken with the client's own token", async () => {
+  await using t = setup();
+  const a = t.open();
+  assert.deepEqual(await t.hub.claim(a.s, { id: "x:ann", name: "ann", token: "t1" }), {
+    replaced: false,
+  });
+  assert.equal(a.s.id, "x:ann");
+  const b = t.open();
+  assert.equal(await refused(t.hub.claim(b.s, { id: "x:ann", name: "ann", token: "t2" })), 433);
+  assert.equal(b.s.id, null);
+});
+
+Deno.test("hub.claim: the same token takes a live session over (4002), and says so", async () => {
+  await using t = setup();
+  const a = t.open();
+  await t.hub.claim(a.s, { id: "x:ann", name: "ann", token: "t1" });
+  const b = t.open();
+  assert.deepEqual(await t.hub.claim(b.s, { id: "x:ann", name: "ann", token: "t1" }), {
+    replaced: true,
+  });
+  assert.equal(a.conn.closedWith?.[0], 4002);
+  assert.equal(b.conn.closedWith, undefined);
+});
+
+Deno.test("hub.claim: the token resumes an id in its grace, which no other token gets", async () => {
+  await using t = setup();
+  const a = t.open();
+  await t.hub.claim(a.s, { id: "x:ann", name: "ann", token: "t1" });
+  t.hub.closed(a.s);
+  await Promise.resolve();
+  const other = t.open();
+  assert.equal(await refused(t.hub.claim(other.s, { id: "x:ann", name: "a", token: "t2" })), 433);
+  const back = t.open();
+  assert.deepEqual(await t.hub.claim(back.s, { id: "x:ann", name: "ann", token: "t1" }), {
+    replaced: false,
+  });
+});
+
+Deno.test("hub.closed with graceMs 0: the id is free at once, before any sweep", async () => {
+  await using t = setup();
+  const a = t.open();
+  await t.hub.claim(a.s, { id: "x:ann", name: "ann", token: "t1" });
+  t.hub.closed(a.s, { graceMs: 0 });
+  await Promise.resolve();
+  const b = t.open();
+  assert.deepEqual(await t.hub.claim(b.s, { id: "x:ann", name: "ann", token: "t2" }), {
+    replaced: false,
+  });
+  assert.equal(b.s.id, "x:ann");
+});
+
+Deno.test("hub: an id whose grace ended is free before the periodic sweep", async () => {
+  await using t = setup();
+  const a = t.open();
+  await t.hub.claim(a.s, { id: "x:ann", name: "ann", token: "t1" });
+  t.hub.closed(a.s);
+  await Promise.resolve();
+  t.advance(30_001);
+  const b = t.open();
+  await t.hub.claim(b.s, { id: "x:ann", name: "ann", token: "t2" });
+  assert.equal(b.s.id, "x:ann");
+});
+
+Deno.test("hub.claim: a described session cannot claim again (462)", async () => {
+  await using t = setup();
+  const a = t.open();
+  await t.hub.claim(a.s, { id: "x:ann", name: "ann", token: "t1" });
+  assert.equal(
+    await refused(t.hub.claim(a.s, { id: "x:bob", name: "bob", token: "t1" })),
+    Codes.ERR_ALREADYREGISTERED,
+  );
+});
+
+Deno.test("hub: messages out are counted by the recipient's front-end", async () => {
+  await using t = setup();
+  const a = t.open("one"), b = t.open("two");
+  await t.hub.claim(a.s, { id: "x:a", name: "a", token: "t" });
+  await t.hub.claim(b.s, { id: "x:b", name: "b", token: "t" });
+  const privmsg = (from: Session, to: string) =>
+    t.hub.commands.privmsg(from, { peer: to, text: "hi" });
+  await privmsg(a.s, "x:b");
+  await privmsg(a.s, "x:b");
+  await privmsg(b.s, "x:a");
+  assert.equal(t.hub.metrics.messagesOut.get("two")?.get("privmsg"), 2);
+  assert.equal(t.hub.metrics.messagesOut.get("one")?.get("privmsg"), 1);
+  assert.match(
+    t.hub.metrics.render(),
+    /^signaller_messages_out_total\{frontend="two",type="privmsg"\} 2$/m,
+  );
+});
