@@ -14,7 +14,10 @@ import pkg from "./package.json" with { type: "json" };
 import { newId } from "./server/ids.ts";
 import { iceServers, jwtAuth } from "./server/auth.ts";
 import { type Config, ConfigError, parseConfig, usage } from "./server/config.ts";
+import type { Frontend } from "./server/frontends/frontend.ts";
+import { peerjs } from "./server/frontends/peerjs.ts";
 import { slash } from "./server/frontends/slash.ts";
+import { yWebrtc } from "./server/frontends/y_webrtc.ts";
 import { Hub } from "./server/hub/mod.ts";
 import { createLogger } from "./server/log.ts";
 import { MemoryStore } from "./server/store/memory.ts";
@@ -129,7 +132,22 @@ const runtime = "Bun" in globalThis ? "bun" : "deno";
 const adapter = runtime === "bun"
   ? await import("./server/bun.ts")
   : await import("./server/deno.ts");
-const listener: Listener = await adapter.serve(hub, [slash], serveOptions);
+// PeerJS and y-webrtc clients cannot present this server's signed tokens: with an auth
+// secret, their endpoints are served only when turned on explicitly.
+const frontends: Frontend[] = [slash];
+if (config.peerjs ?? config.authSecret === undefined) {
+  frontends.push(peerjs({
+    key: config.peerjsKey,
+    discovery: config.peerjsDiscovery,
+    expireMs: config.peerjsExpireMs,
+    aliveMs: config.peerjsAliveMs,
+    allowOrigin: config.allowOrigin,
+  }));
+}
+if (config.yWebrtc ?? config.authSecret === undefined) {
+  frontends.push(yWebrtc({ pingMs: config.yWebrtcPingMs }));
+}
+const listener: Listener = await adapter.serve(hub, frontends, serveOptions);
 
 let stopping = false;
 /** Shuts down gracefully within `--shutdown-ms`; exits 0 when it did, 1 when it could not. */

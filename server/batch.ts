@@ -29,9 +29,16 @@ export function flushBatches(): void {
 export abstract class Batched {
   /** This turn's text; none between turns (an idle socket holds no array). */
   #pending?: string[];
+  readonly #batch: boolean;
+
+  /** `batch`: false for a socket whose protocol wants one message per frame (written at once). */
+  constructor(batch = true) {
+    this.#batch = batch;
+  }
 
   /** Queues `text` for this turn's frame. */
   send(text: string): void {
+    if (!this.#batch) return this.write(text);
     if (this.#pending === undefined) {
       this.#pending = [];
       // setImmediate runs after the turn's I/O callbacks: every event they produced is in.

@@ -12,8 +12,18 @@ import type { Listener, ServeOptions } from "./serve.ts";
 
 /** The parts of Bun's `ServerWebSocket` the adapter uses. */
 interface BunSocket {
-  data: { remote: string; url: URL; frontend: Frontend; handler?: SocketHandler };
+  data: {
+    remote: string;
+    url: URL;
+    frontend: Frontend;
+    handler?: SocketHandler;
+    /** The front-end's own ping period: whether the last ping got its pong, and the timer. */
+    ponged?: boolean;
+    pinger?: ReturnType<typeof setInterval>;
+  };
   send(text: string): number;
+  ping(): number;
+  terminate(): void;
   publish(topic: string, text: string): number;
   subscribe(topic: string): void;
   unsubscribe(topic: string): void;
@@ -40,8 +50,8 @@ declare const Bun: {
  * fan-out bypasses the batch through Bun's native publish.
  */
 class BunConnection extends Batched implements Connection {
-  constructor(readonly ws: BunSocket, readonly remoteAddress: string) {
-    super();
+  constructor(readonly ws: BunSocket, readonly remoteAddress: string, batch: boolean) {
+    super(batch);
   }
   protected write(frame: string): void {
     // -1: queued behind backpressure (the hub checks the buffer); 0: dropped, and
@@ -72,7 +82,9 @@ export function serve(
     hostname: o.host,
     tls: o.cert === undefined ? undefined : { cert: o.cert, key: o.key },
     fetch(req: Request, srv: BunServer) {
-      if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") return handleHttp(req, hub);
+      if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+        return handleHttp(req, hub, frontends);
+      }
       if (!originAllowed(req.headers.get("origin"), o.allowOrigin)) {
         return new Response("origin not allowed\n", { status: 403 });
       }
@@ -94,14 +106,31 @@ export function serve(
       publishToSelf: false,
       open(ws: BunSocket) {
         const { frontend, remote, url } = ws.data;
-        ws.data.handler = frontend.open(hub, new BunConnection(ws, remote), url);
+        ws.data.handler = frontend.open(
+          hub,
+          new BunConnection(ws, remote, frontend.batch ?? true),
+          url,
+        );
+        if (frontend.pingMs !== undefined) {
+          // Bun's own pings follow the server-wide idle timeout: this front-end wants its own.
+          ws.data.ponged = true;
+          ws.data.pinger = setInterval(() => {
+            if (!ws.data.ponged) return ws.terminate();
+            ws.data.ponged = false;
+            ws.ping();
+          }, frontend.pingMs);
+        }
+      },
+      pong(ws: BunSocket) {
+        ws.data.ponged = true;
       },
       message(ws: BunSocket, message: string | Uint8Array) {
         if (typeof message === "string") ws.data.handler!.text(message);
         else ws.data.handler!.binary(message);
       },
-      close(ws: BunSocket) {
-        ws.data.handler?.closed();
+      close(ws: BunSocket, code: number) {
+        clearInterval(ws.data.pinger);
+        ws.data.handler?.closed(code);
       },
     },
   });

@@ -33,6 +33,13 @@ export interface Config {
   turnSecret?: string;
   cert?: string;
   key?: string;
+  peerjs?: boolean;
+  peerjsKey: string;
+  peerjsDiscovery: boolean;
+  peerjsExpireMs: number;
+  peerjsAliveMs: number;
+  yWebrtc?: boolean;
+  yWebrtcPingMs: number;
   log: Level;
   help: boolean;
 }
@@ -84,7 +91,7 @@ interface Option {
   flag: string;
   env: string;
   def?: string;
-  kind: "int" | "string" | "list" | "level";
+  kind: "int" | "string" | "list" | "level" | "switch";
   help: string;
 }
 
@@ -275,6 +282,54 @@ export const OPTIONS: Record<Exclude<keyof Config, "help">, Option> = {
     help: "TLS certificate file (PEM): serve wss://",
   },
   key: { flag: "key", env: "SIGNALLER_KEY", kind: "string", help: "TLS private key file (PEM)" },
+  peerjs: {
+    flag: "peerjs",
+    env: "SIGNALLER_PEERJS",
+    kind: "switch",
+    help: "serve PeerJS clients on /peerjs (on, off; default: on, but off with --auth-secret: " +
+      "their clients cannot present its tokens)",
+  },
+  peerjsKey: {
+    flag: "peerjs-key",
+    env: "SIGNALLER_PEERJS_KEY",
+    def: "peerjs",
+    kind: "string",
+    help: "the `key` PeerJS clients must give",
+  },
+  peerjsDiscovery: {
+    flag: "peerjs-discovery",
+    env: "SIGNALLER_PEERJS_DISCOVERY",
+    def: "off",
+    kind: "switch",
+    help: "GET /KEY/peers lists the connected PeerJS ids (on, off)",
+  },
+  peerjsExpireMs: {
+    flag: "peerjs-expire-ms",
+    env: "SIGNALLER_PEERJS_EXPIRE_MS",
+    def: "5000",
+    kind: "int",
+    help: "how long a PeerJS message waits for its target to connect before EXPIRE",
+  },
+  peerjsAliveMs: {
+    flag: "peerjs-alive-ms",
+    env: "SIGNALLER_PEERJS_ALIVE_MS",
+    def: "90000",
+    kind: "int",
+    help: "a PeerJS socket silent this long (no HEARTBEAT) is closed",
+  },
+  yWebrtc: {
+    flag: "y-webrtc",
+    env: "SIGNALLER_Y_WEBRTC",
+    kind: "switch",
+    help: "serve y-webrtc clients on /y-webrtc (on, off; default: on, but off with --auth-secret)",
+  },
+  yWebrtcPingMs: {
+    flag: "y-webrtc-ping-ms",
+    env: "SIGNALLER_Y_WEBRTC_PING_MS",
+    def: "30000",
+    kind: "int",
+    help: "ping period of y-webrtc sockets; one without a pong for as long is closed",
+  },
   log: {
     flag: "log",
     env: "SIGNALLER_LOG",
@@ -318,6 +373,11 @@ function convert(o: Option, raw: string): unknown {
     }
     case "list":
       return raw.split(",").map((s) => s.trim()).filter((s) => s.length > 0);
+    case "switch":
+      if (!Object.hasOwn(SWITCH, raw)) {
+        throw new ConfigError(`--${o.flag} takes on or off, not ${raw}`);
+      }
+      return SWITCH[raw];
     case "level":
       if (!(LEVELS as readonly string[]).includes(raw)) {
         throw new ConfigError(`--${o.flag} takes one of ${LEVELS.join(", ")}`);
@@ -327,6 +387,17 @@ function convert(o: Option, raw: string): unknown {
       return raw;
   }
 }
+
+const SWITCH: Record<string, boolean> = {
+  on: true,
+  off: false,
+  true: true,
+  false: false,
+  yes: true,
+  no: false,
+  "1": true,
+  "0": false,
+};
 
 /** The `--help` text. */
 export function usage(): string {
@@ -340,7 +411,7 @@ export function usage(): string {
   ];
   for (const o of Object.values(OPTIONS)) {
     const left = `  --${o.flag}${
-      o.kind === "level" || o.kind === "string" || o.kind === "list" ? " VALUE" : " N"
+      o.kind === "int" ? " N" : o.kind === "switch" ? " on|off" : " VALUE"
     }`;
     lines.push(`${left.padEnd(26)}${o.env.padEnd(26)}${o.help}${o.def ? ` [${o.def}]` : ""}`);
   }

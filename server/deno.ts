@@ -21,8 +21,8 @@ class DenoConnection extends Batched implements Connection {
   #backlog = 0;
   readonly remoteAddress: string;
 
-  constructor(ws: WebSocket, remoteAddress: string) {
-    super();
+  constructor(ws: WebSocket, remoteAddress: string, batch: boolean) {
+    super(batch);
     this.#ws = ws;
     this.remoteAddress = remoteAddress;
   }
@@ -68,7 +68,9 @@ export function serve(
       onListen: ({ port, hostname }) =>
         resolve({ port, host: hostname, close: () => server.shutdown() }),
     }, (req, info) => {
-      if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") return handleHttp(req, hub);
+      if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+        return handleHttp(req, hub, frontends);
+      }
       if (!originAllowed(req.headers.get("origin"), o.allowOrigin)) {
         return new Response("origin not allowed\n", { status: 403 });
       }
@@ -76,15 +78,21 @@ export function serve(
       const frontend = route(frontends, url);
       if (frontend === undefined) return new Response("not found\n", { status: 404 });
       const remote = (info.remoteAddr as Deno.NetAddr).hostname;
-      const { socket, response } = Deno.upgradeWebSocket(req);
+      const { socket, response } = Deno.upgradeWebSocket(
+        req,
+        // Deno pings a socket idle this many seconds and closes it when no pong follows.
+        frontend.pingMs === undefined ? {} : { idleTimeout: Math.ceil(frontend.pingMs / 1000) },
+      );
       socket.binaryType = "arraybuffer";
       socket.onopen = () => {
-        const handler = frontend.open(hub, new DenoConnection(socket, remote), url);
+        const conn = new DenoConnection(socket, remote, frontend.batch ?? true);
+        const handler = frontend.open(hub, conn, url);
         socket.onmessage = (e) =>
           typeof e.data === "string"
             ? handler.text(e.data)
             : handler.binary(new Uint8Array(e.data as ArrayBuffer));
-        socket.onclose = () => handler.closed();
+        // Deno reports a connection lost without a close frame as code 0, not 1006.
+        socket.onclose = (e) => handler.closed(e.wasClean ? e.code : 1006);
         socket.onerror = () => {};
       };
       return response;

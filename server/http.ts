@@ -1,10 +1,23 @@
-/** The HTTP routes next to the socket: health, metrics, the page at `/`. */
+/**
+ * The HTTP routes next to the socket: health, metrics, the page at `/`, and
+ * the routes of the front-ends that have their own.
+ */
+import type { Frontend } from "./frontends/frontend.ts";
 import type { Hub } from "./hub/mod.ts";
 import { servePage } from "./page.ts";
 
 /** Answers a plain HTTP request (anything but a WebSocket upgrade). */
-export async function handleHttp(req: Request, hub: Hub): Promise<Response> {
-  const path = new URL(req.url).pathname;
+export async function handleHttp(
+  req: Request,
+  hub: Hub,
+  frontends: readonly Frontend[] = [],
+): Promise<Response> {
+  const url = new URL(req.url);
+  for (const f of frontends) {
+    const res = f.http?.(req, url);
+    if (res !== undefined) return await res;
+  }
+  const path = url.pathname;
   if (req.method !== "GET" && req.method !== "HEAD") {
     return new Response("method not allowed\n", { status: 405 });
   }

@@ -135,6 +135,13 @@ Deno.test("hub: messages out are counted by the recipient's front-end", async ()
   await privmsg(b.s, "x:a");
   assert.equal(t.hub.metrics.messagesOut.get("two")?.get("privmsg"), 2);
   assert.equal(t.hub.metrics.messagesOut.get("one")?.get("privmsg"), 1);
+  // A front-end that translates the core's events counts what it sends itself.
+  const c = { conn: new FakeConnection(), s: undefined as unknown as Session };
+  c.s = t.hub.open(c.conn, { frontend: "three", countsOut: true });
+  await t.hub.claim(c.s, { id: "x:c", name: "c", token: "t" });
+  await privmsg(a.s, "x:c");
+  assert.equal(c.conn.frames.length, 1);
+  assert.equal(t.hub.metrics.messagesOut.get("three"), undefined);
   assert.match(
     t.hub.metrics.render(),
     /^signaller_messages_out_total\{frontend="two",type="privmsg"\} 2$/m,
