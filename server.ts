@@ -134,20 +134,30 @@ const adapter = runtime === "bun"
   : await import("./server/deno.ts");
 // PeerJS and y-webrtc clients cannot present this server's signed tokens: with an auth
 // secret, their endpoints are served only when turned on explicitly.
-const frontends: Frontend[] = [slash];
-if (config.peerjs ?? config.authSecret === undefined) {
-  frontends.push(peerjs({
-    key: config.peerjsKey,
-    discovery: config.peerjsDiscovery,
-    expireMs: config.peerjsExpireMs,
-    aliveMs: config.peerjsAliveMs,
-    allowOrigin: config.allowOrigin,
-  }));
-}
-if (config.yWebrtc ?? config.authSecret === undefined) {
-  frontends.push(yWebrtc({ pingMs: config.yWebrtcPingMs }));
-}
+const open = config.authSecret === undefined;
+const frontends: Frontend[] = [
+  slash,
+  peerjs(
+    (config.peerjs ?? open)
+      ? {
+        key: config.peerjsKey,
+        discovery: config.peerjsDiscovery,
+        expireMs: config.peerjsExpireMs,
+        aliveMs: config.peerjsAliveMs,
+        allowOrigin: config.allowOrigin,
+      }
+      : { off: OFF("peerjs") },
+  ),
+  yWebrtc((config.yWebrtc ?? open) ? { pingMs: config.yWebrtcPingMs } : { off: OFF("y-webrtc") }),
+];
 const listener: Listener = await adapter.serve(hub, frontends, serveOptions);
+
+/** Why an endpoint is turned off. */
+function OFF(flag: string): string {
+  return config.authSecret === undefined
+    ? `turned off (--${flag} off)`
+    : `turned off: this server requires signed tokens (--${flag} on serves it anyway)`;
+}
 
 let stopping = false;
 /** Shuts down gracefully within `--shutdown-ms`; exits 0 when it did, 1 when it could not. */
@@ -188,6 +198,8 @@ log.info("started", {
   runtime,
   node,
   store: store.kind,
+  peerjs: config.peerjs ?? open,
+  yWebrtc: config.yWebrtc ?? open,
   port: listener.port,
   version: pkg.version,
 });

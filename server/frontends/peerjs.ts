@@ -33,6 +33,11 @@ export interface PeerjsOptions {
   aliveMs?: number;
   /** `Origin`s that CORS lets read the HTTP routes; default: any. */
   allowOrigin?: string[];
+  /**
+   * Turned off: every socket on the path gets `ERROR` with this text and is
+   * closed, so a PeerJS client says why; the HTTP routes are not served.
+   */
+  off?: string;
 }
 
 /** Where PeerJS ids live in the core. */
@@ -58,6 +63,17 @@ export function peerjs(options: PeerjsOptions = {}): Frontend {
     aliveMs: options.aliveMs ?? 90_000,
     allowOrigin: options.allowOrigin,
   });
+  const off = options.off;
+  if (off !== undefined) {
+    return {
+      path: "/peerjs",
+      open(_hub, conn) {
+        conn.send(JSON.stringify({ type: "ERROR", payload: { msg: off } }));
+        conn.close(1008, off);
+        return { text() {}, binary() {}, closed() {} };
+      },
+    };
+  }
   return {
     path: "/peerjs",
     // The client parses each frame as one JSON message.
@@ -77,7 +93,7 @@ interface Waiting {
 
 /** What the front-end knows across its sockets on this node. */
 class PeerjsState {
-  readonly o: Required<Omit<PeerjsOptions, "allowOrigin">> & { allowOrigin?: string[] };
+  readonly o: Required<Omit<PeerjsOptions, "allowOrigin" | "off">> & { allowOrigin?: string[] };
   /** Ids connected here, for discovery. */
   readonly local = new Map<string, PeerjsSocket>();
   /** Messages waiting for their target, by target id, with when the first one began to wait. */

@@ -21,6 +21,8 @@ import { type Json, JsonSocket, translating } from "./json_socket.ts";
 export interface YWebrtcOptions {
   /** Ping period, ms; a socket without a pong for as long is closed. Default 30000. */
   pingMs?: number;
+  /** Turned off: every socket on the path is closed at once (1008) with this reason. */
+  off?: string;
 }
 
 /** Where y-webrtc sockets and topics live in the core. */
@@ -29,6 +31,16 @@ const TYPES = new Set(["subscribe", "unsubscribe", "publish", "ping"]);
 
 /** The y-webrtc front-end, on `/y-webrtc`. */
 export function yWebrtc(options: YWebrtcOptions = {}): Frontend {
+  const off = options.off;
+  if (off !== undefined) {
+    return {
+      path: "/y-webrtc",
+      open(_hub, conn) {
+        conn.close(1008, off);
+        return { text() {}, binary() {}, closed() {} };
+      },
+    };
+  }
   const state = new Topics();
   return {
     path: "/y-webrtc",

@@ -60,7 +60,7 @@ export class RawClient {
       const key = btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(16))));
       await c.#write(
         new TextEncoder().encode(
-          `GET ${u.pathname} HTTP/1.1\r\nHost: ${u.host}\r\nUpgrade: websocket\r\n` +
+          `GET ${u.pathname}${u.search} HTTP/1.1\r\nHost: ${u.host}\r\nUpgrade: websocket\r\n` +
             `Connection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n` +
             Object.entries(opts.headers ?? {}).map(([k, v]) => `${k}: ${v}\r\n`).join("") +
             "\r\n",
