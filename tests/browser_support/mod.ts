@@ -20,7 +20,7 @@
  * @module
  */
 import { type Browser, chromium, type Page } from "playwright-core";
-import { ROOT } from "../harness.ts";
+import { ROOT } from "../support/server.ts";
 
 /** Debian's Chromium, installed with `apt-get install -y chromium`. */
 export const CHROMIUM = "/usr/bin/chromium";

@@ -4,8 +4,9 @@
  */
 import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
-import { bbtest, delay, type Runtime, type ServerHandle, startServer, within } from "../harness.ts";
-import { assertRedis, deleteKeys, redisTests, uniquePrefix } from "../redis_env.ts";
+import { bbtest, type Runtime, type ServerHandle, startServer } from "../support/server.ts";
+import { delay, within } from "../support/wait.ts";
+import { assertRedis, deleteKeys, redisTests, uniquePrefix } from "../support/redis.ts";
 import {
   browserTests,
   CuttableProxy,

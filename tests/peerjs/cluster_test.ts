@@ -4,8 +4,8 @@
  * connects on another node.
  */
 import assert from "node:assert/strict";
-import { type Runtime, type ServerHandle, startServer } from "../harness.ts";
-import { redisTest, redisTests } from "../redis_env.ts";
+import { type Runtime, type ServerHandle, startServer } from "../support/server.ts";
+import { redisTest, redisTests } from "../support/redis.ts";
 import { JsonWs } from "./json_ws.ts";
 
 const EXPIRE = 1500;

@@ -195,7 +195,7 @@ bbtest("peerjs: a client that closes its socket frees its id at once", async (rt
   const a = await open(s, id, "first");
   await a.close();
   await listed(s, id, false);
-  await using b = await open(s, id, "second");
+  await using _b = await open(s, id, "second");
 });
 
 bbtest("peerjs: a lost connection keeps its id for its token through the grace", async (rt) => {
@@ -209,7 +209,7 @@ bbtest("peerjs: a lost connection keeps its id for its token through the grace",
   await listed(s, id, false);
   await using other = await JsonWs.open(url(s, id, "other"));
   assert.equal((await other.next()).type, "ID-TAKEN");
-  await using back = await open(s, id, "mine");
+  await using _back = await open(s, id, "mine");
 });
 
 bbtest("peerjs: a message over the frame limit closes the socket with 1009", async (rt) => {
@@ -241,13 +241,13 @@ bbtest("peerjs: GET /peerjs/id gives a fresh id, with CORS as peerjs-server", as
   assert.equal(pre.status, 204);
   assert.equal(pre.headers.get("access-control-allow-origin"), "http://app.example");
   assert.equal(pre.headers.get("access-control-allow-headers"), "x-thing");
-  await using a = await open(s, id);
+  await using _a = await open(s, id);
 });
 
 bbtest("peerjs: GET /peerjs/peers lists connected ids with --peerjs-discovery on", async (rt) => {
   const s = server(rt);
   const id = newPeer();
-  await using a = await open(s, id);
+  await using _a = await open(s, id);
   const res = await fetch(`${s.httpUrl}/peerjs/peers`);
   assert.match(res.headers.get("content-type")!, /^application\/json/);
   assert.ok((await res.json()).includes(id));
@@ -325,5 +325,5 @@ bbtest("peerjs: with --auth-secret the endpoint is off unless --peerjs on", asyn
     assert.equal(res.status, 404);
   }
   await using s = await own(rt, ["--auth-secret", "s3cret", "--peerjs", "on"]);
-  await using a = await open(s);
+  await using _a = await open(s);
 });

@@ -41,6 +41,13 @@ const SAMPLES: Record<Name, [string, unknown]> = {
   turnSecret: ["shh", "shh"],
   cert: ["/tmp/cert.pem", "/tmp/cert.pem"],
   key: ["/tmp/key.pem", "/tmp/key.pem"],
+  peerjs: ["off", false],
+  peerjsKey: ["k", "k"],
+  peerjsDiscovery: ["on", true],
+  peerjsExpireMs: ["100", 100],
+  peerjsAliveMs: ["200", 200],
+  yWebrtc: ["on", true],
+  yWebrtcPingMs: ["300", 300],
   log: ["debug", "debug"],
 };
 
@@ -75,6 +82,13 @@ const OTHER: Record<Name, string> = {
   turnSecret: "other",
   cert: "/other/cert.pem",
   key: "/other/key.pem",
+  peerjs: "on",
+  peerjsKey: "other",
+  peerjsDiscovery: "off",
+  peerjsExpireMs: "1",
+  peerjsAliveMs: "2",
+  yWebrtc: "off",
+  yWebrtcPingMs: "3",
   log: "error",
 };
 
@@ -98,6 +112,11 @@ const DEFAULTS: Partial<Config> = {
   maxInvites: 1000,
   maxMembers: 0,
   maxCreates: 200,
+  peerjsKey: "peerjs",
+  peerjsDiscovery: false,
+  peerjsExpireMs: 5000,
+  peerjsAliveMs: 90_000,
+  yWebrtcPingMs: 30_000,
   log: "info",
   help: false,
 };
@@ -168,6 +187,17 @@ Deno.test("--log takes debug, info, warn or error; anything else is a ConfigErro
   for (const bad of ["trace", "INFO", "verbose"]) {
     assert.throws(() => parseConfig(["--log", bad], {}), ConfigError);
     assert.throws(() => parseConfig([], { SIGNALLER_LOG: bad }), ConfigError);
+  }
+});
+
+Deno.test("--peerjs and --y-webrtc are switches: on or off (true, false, yes, no, 1, 0)", () => {
+  for (const [text, value] of [["on", true], ["yes", true], ["1", true], ["off", false]] as const) {
+    assert.equal(parseConfig(["--peerjs", text], {}).peerjs, value);
+    assert.equal(parseConfig([], { SIGNALLER_Y_WEBRTC: text }).yWebrtc, value);
+  }
+  for (const bad of ["maybe", "ON ", "toString", "constructor"]) {
+    assert.throws(() => parseConfig(["--peerjs", bad], {}), ConfigError);
+    assert.throws(() => parseConfig([], { SIGNALLER_PEERJS_DISCOVERY: bad }), ConfigError);
   }
 });
 

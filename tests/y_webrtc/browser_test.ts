@@ -5,8 +5,8 @@
  */
 import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
-import { bbtest, type Runtime, type ServerHandle, startServer } from "../harness.ts";
-import { assertRedis, deleteKeys, redisTests, uniquePrefix } from "../redis_env.ts";
+import { bbtest, type Runtime, type ServerHandle, startServer } from "../support/server.ts";
+import { assertRedis, deleteKeys, redisTests, uniquePrefix } from "../support/redis.ts";
 import { browserTests, launch, ready, TestPage } from "../browser_support/mod.ts";
 
 const ENTRY = "tests/browser_support/y_webrtc_page.ts";

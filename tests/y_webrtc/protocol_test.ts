@@ -6,14 +6,14 @@
 import assert from "node:assert/strict";
 import {
   bbtest,
-  RawClient,
   type Runtime,
   type ServerHandle,
   sharedServer,
   startServer,
-} from "../harness.ts";
+} from "../support/server.ts";
+import { RawClient } from "../support/raw_ws.ts";
 import { JsonWs } from "../peerjs/json_ws.ts";
-import { redisTest, redisTests } from "../redis_env.ts";
+import { redisTest, redisTests } from "../support/redis.ts";
 
 const server = await sharedServer({ args: ["--rate", "0"] });
 const env = await redisTests();
