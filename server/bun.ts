@@ -22,6 +22,7 @@ interface BunSocket {
     pinger?: ReturnType<typeof setInterval>;
   };
   send(text: string): number;
+  cork(write: () => void): void;
   ping(): number;
   terminate(): void;
   publish(topic: string, text: string): number;
@@ -61,6 +62,12 @@ class BunConnection extends Batched implements Connection {
   failed(): void {
     // Only a frame too large to build throws here: the client is far behind.
     this.ws.close(CloseCodes.TOO_SLOW, "too slow: messages not read");
+  }
+  protected override writeFrames(frames: string[]): void {
+    // One write for all of them.
+    this.ws.cork(() => {
+      for (const f of frames) this.ws.send(f);
+    });
   }
   get bufferedAmount(): number {
     return this.ws.getBufferedAmount();

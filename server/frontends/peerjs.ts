@@ -204,10 +204,18 @@ function cors(req: Request, allowed: string[] | undefined): Headers {
 function relay(hub: Hub, from: Session, dst: string, text: string): boolean | Promise<boolean> {
   try {
     const r = hub.commands.privmsg(from, { peer: PREFIX + dst, text });
-    return r instanceof Promise ? r.then(() => true, delivered) : true;
+    return r instanceof Promise ? r.then(live, delivered) : live(r);
   } catch (e) {
     return delivered(e);
   }
+}
+
+/**
+ * Whether a relayed message reached a live socket: one kept for a peer in its
+ * grace (`queued`) is not, as PeerJS clients never ask for what they missed.
+ */
+function live(r: { queued?: boolean }): boolean {
+  return r.queued !== true;
 }
 
 /** Whether a refused relay is over (true) or its target is not connected (false). */

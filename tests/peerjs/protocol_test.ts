@@ -209,7 +209,11 @@ bbtest("peerjs: a lost connection keeps its id for its token through the grace",
   await listed(s, id, false);
   await using other = await JsonWs.open(url(s, id, "other"));
   assert.equal((await other.next()).type, "ID-TAKEN");
-  await using _back = await open(s, id, "mine");
+  // A message to it meanwhile waits for it, as for any id not connected.
+  await using a = await open(s);
+  a.send({ type: "OFFER", dst: id, payload: "while away" });
+  await using back = await open(s, id, "mine");
+  assert.equal((await back.next()).payload, "while away");
 });
 
 bbtest("peerjs: a message over the frame limit closes the socket with 1009", async (rt) => {
