@@ -68,6 +68,8 @@ export abstract class JsonSocket implements SocketHandler, FrameRunner {
     this.#frames = new Ordered((frame) => this.#step(frame), MAX_QUEUED_FRAMES);
   }
 
+  /** The front-end's name, for logs and metrics. */
+  protected abstract readonly name: string;
   abstract rateAs(frame: Json): CommandName | null;
   abstract run(frame: Json): Promise<void> | undefined;
   abstract closed(code?: number): void;
@@ -80,7 +82,8 @@ export abstract class JsonSocket implements SocketHandler, FrameRunner {
   }
 
   text(frame: string): void {
-    if (this.gone) return;
+    // A socket refused at once has no session: what it still sends is not read.
+    if (this.session === undefined || this.gone) return;
     const max = this.hub.options.maxFrame;
     // Most frames are far below the limit in UTF-16 units times 3: no need to count bytes.
     if (frame.length > max || (frame.length * 3 > max && byteLength(frame) > max)) {
@@ -109,6 +112,15 @@ export abstract class JsonSocket implements SocketHandler, FrameRunner {
   }
 
   #step(frame: string): Promise<void> | undefined {
+    try {
+      const r = this.#next(frame);
+      return r?.catch((e) => this.#failed(e));
+    } catch (e) {
+      this.#failed(e);
+    }
+  }
+
+  #next(frame: string): Promise<void> | undefined {
     if (this.#first !== undefined) {
       const first = this.#first;
       this.#first = undefined;
@@ -119,6 +131,11 @@ export abstract class JsonSocket implements SocketHandler, FrameRunner {
     // Not a JSON object: ignored, as the protocols' own servers do.
     if (json === null) return;
     return this.#limited(json);
+  }
+
+  /** A frame's handling failed unexpectedly: logged and counted, the socket goes on. */
+  #failed(e: unknown): void {
+    this.hub.unexpected(this.name, e, { peer: this.session?.id });
   }
 
   /** Runs `json` once the rate allows it. */

@@ -226,6 +226,7 @@ function delivered(e: unknown): boolean {
 
 /** One PeerJS socket. */
 class PeerjsSocket extends JsonSocket {
+  protected readonly name = "peerjs";
   readonly #state: PeerjsState;
   /** The PeerJS id, once the socket holds it. */
   #id?: string;
@@ -275,7 +276,9 @@ class PeerjsSocket extends JsonSocket {
         );
         this.hub.drop(s, 1000, "ID is taken");
       } else {
-        this.hub.log.warn("peerjs claim failed", { id, error: String(e) });
+        if (e instanceof Refusal) {
+          this.hub.log.warn("peerjs claim refused", { id, error: e.message });
+        } else this.hub.unexpected("peerjs claim", e, { id });
         this.#send("ERROR", JSON.stringify({ type: "ERROR", payload: { msg: "Server error" } }));
         this.hub.drop(s, 1011, "server error");
       }

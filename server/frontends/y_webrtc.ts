@@ -75,6 +75,7 @@ function withClients(message: string, clients: number): string {
 
 /** One y-webrtc socket. */
 class YWebrtcSocket extends JsonSocket {
+  protected readonly name = "y-webrtc";
   readonly #topics: Topics;
   /** Topics this socket is subscribed to. */
   readonly #mine = new Set<string>();
@@ -92,7 +93,8 @@ class YWebrtcSocket extends JsonSocket {
         await hub.claim(s, { id: PREFIX + newId(), name: "y-webrtc", token: randomToken() });
       } catch (e) {
         if (s.gone) return;
-        hub.log.warn("y-webrtc claim failed", { error: String(e) });
+        if (e instanceof Refusal) hub.log.warn("y-webrtc claim refused", { error: e.message });
+        else hub.unexpected("y-webrtc claim", e);
         hub.drop(s, 1011, "server error");
       }
     });
