@@ -10,7 +10,7 @@
  * behind it), and a socket that keeps flooding is closed with 4003.
  */
 import { byteLength, CloseCodes, type CommandName, MAX_QUEUED_FRAMES } from "../../protocol/mod.ts";
-import { type Connection, type Hub, Ordered, type Session } from "../hub/mod.ts";
+import { type Connection, type Hub, Ordered, type Session, type Translation } from "../hub/mod.ts";
 import type { SocketHandler } from "./frontend.ts";
 
 /** A JSON object from the network: only its fields, no prototype tricks. */
@@ -29,11 +29,18 @@ export function parseObject(frame: string): Json | null {
 /**
  * A `Connection` for the core that hands each core event (one JSON object,
  * see PROTOCOL.md "Events") to `translate`, which writes what the protocol
- * makes of it on `conn`, if anything.
+ * makes of it on `conn`, if anything. With `channels`, the translation of
+ * channel events the same for every socket of the front-end: the core may
+ * publish them, translated once, through the runtime's native fan-out.
  */
-export function translating(conn: Connection, translate: (event: string) => void): Connection {
+export function translating(
+  conn: Connection,
+  translate: (event: string) => void,
+  channels?: Translation,
+): Connection {
   return {
     send: translate,
+    native: channels === undefined ? undefined : { conn, translation: channels },
     close: (code, reason) => conn.close(code, reason),
     get bufferedAmount() {
       return conn.bufferedAmount;

@@ -12,7 +12,7 @@
  * not read it).
  */
 import { type CommandName, newId } from "../../protocol/mod.ts";
-import { type Connection, type Hub, Refusal } from "../hub/mod.ts";
+import { type Connection, type Hub, Refusal, type Translation } from "../hub/mod.ts";
 import { randomToken } from "../secrets.ts";
 import type { Frontend } from "./frontend.ts";
 import { type Json, JsonSocket, translating } from "./json_socket.ts";
@@ -52,14 +52,22 @@ export function yWebrtc(options: YWebrtcOptions = {}): Frontend {
 }
 
 /** The subscribers of each topic on this node, and the last message translated for them. */
-class Topics {
+class Topics implements Translation {
+  readonly key = "y-webrtc";
   readonly local = new Map<string, Set<YWebrtcSocket>>();
   /** A publish reaches many sockets here as one core event: it is translated once. */
   #lastEvent?: string;
   #lastText = "";
 
-  /** What the subscribers here are sent for a core `pubmsg` event. */
-  translate(event: string): string {
+  /** What the subscribers here are sent for a core event: a publish for a `pubmsg`, else nothing. */
+  translate(event: string): { text: string; type: string } | undefined {
+    return event.startsWith(`{"type":"pubmsg"`)
+      ? { text: this.publish(event), type: "publish" }
+      : undefined;
+  }
+
+  /** The y-webrtc message for a core `pubmsg` event. */
+  publish(event: string): string {
     if (event === this.#lastEvent) return this.#lastText;
     const { channel, text } = JSON.parse(event) as { channel: string; text: string };
     this.#lastEvent = event;
@@ -83,7 +91,7 @@ class YWebrtcSocket extends JsonSocket {
   constructor(hub: Hub, conn: Connection, topics: Topics) {
     super(hub, conn);
     this.#topics = topics;
-    const s = hub.open(translating(conn, (event) => this.#event(event)), {
+    const s = hub.open(translating(conn, (event) => this.#event(event), topics), {
       frontend: "y-webrtc",
       countsOut: true,
     });
@@ -102,8 +110,8 @@ class YWebrtcSocket extends JsonSocket {
 
   /** A core event: a publish from another subscriber leaves as y-webrtc's message. */
   #event(event: string): void {
-    if (!event.startsWith(`{"type":"pubmsg"`)) return;
-    this.#send("publish", this.#topics.translate(event));
+    const sent = this.#topics.translate(event);
+    if (sent !== undefined) this.#send(sent.type, sent.text);
   }
 
   #send(type: string, text: string): void {

@@ -5,7 +5,13 @@
  */
 import assert from "node:assert/strict";
 import { Codes } from "../../protocol/mod.ts";
-import { type Connection, Hub, Refusal, type Session } from "../../server/hub/mod.ts";
+import {
+  type Connection,
+  Hub,
+  Refusal,
+  type Session,
+  type Translation,
+} from "../../server/hub/mod.ts";
 import { MemoryStore } from "../../server/store/memory.ts";
 
 /** A connection that records what the hub sends. */
@@ -146,4 +152,57 @@ Deno.test("hub: messages out are counted by the recipient's front-end", async ()
     t.hub.metrics.render(),
     /^signaller_messages_out_total\{frontend="two",type="privmsg"\} 2$/m,
   );
+});
+
+Deno.test("hub: channel events of translating sockets go through the native fan-out, translated once", async () => {
+  await using t = setup();
+  const published: { topic: string; text: string; except?: Connection }[] = [];
+  const subscribed = new Map<Connection, Set<string>>();
+  t.hub.useFanout({
+    accepts: (conn) => conn instanceof FakeConnection,
+    subscribe: (conn, topic) =>
+      void subscribed.set(conn, (subscribed.get(conn) ?? new Set()).add(topic)),
+    unsubscribe: (conn, topic) => void subscribed.get(conn)?.delete(topic),
+    publish: (topic, text, except) => (published.push({ topic, text, except }), false),
+  });
+  let translated = 0;
+  const translation: Translation = {
+    key: "tr",
+    translate: (event) => {
+      translated++;
+      const e = JSON.parse(event);
+      return e.type === "pubmsg" ? { text: `T(${e.text})`, type: "said" } : undefined;
+    },
+  };
+  const open = () => {
+    const raw = new FakeConnection();
+    const wrapper: Connection = {
+      send: () => {},
+      close: (code, reason) => raw.close(code, reason),
+      bufferedAmount: 0,
+      remoteAddress: raw.remoteAddress,
+      native: { conn: raw, translation },
+    };
+    return { raw, s: t.hub.open(wrapper, { frontend: "tr", countsOut: true }) };
+  };
+  const [a, b, c] = [open(), open(), open()];
+  for (const [i, x] of [a, b, c].entries()) {
+    await t.hub.claim(x.s, { id: `x:${i}`, name: "n", token: "t" });
+    await t.hub.commands.join(x.s, { channel: "x:room" });
+  }
+  assert.deepEqual([...subscribed.get(b.raw)!], ["c:x:room\ntr"]);
+  translated = 0;
+  await t.hub.commands.pubmsg(a.s, { channel: "x:room", text: "hi" });
+  assert.equal(translated, 1);
+  const last = published.at(-1)!;
+  assert.deepEqual([last.topic, last.text], ["c:x:room\ntr", "T(hi)"]);
+  assert.equal(last.except, a.raw, "the sender's own socket is skipped");
+  assert.equal(t.hub.metrics.messagesOut.get("tr")?.get("said"), 2);
+  // A socket that closed is no longer counted (the runtime drops its subscriptions itself).
+  t.hub.closed(b.s, { graceMs: 0 });
+  await t.hub.commands.pubmsg(a.s, { channel: "x:room", text: "again" });
+  assert.equal(t.hub.metrics.messagesOut.get("tr")?.get("said"), 3);
+  // One that leaves the channel leaves the topic.
+  await t.hub.commands.quit(c.s, { channel: "x:room" });
+  assert.deepEqual([...subscribed.get(c.raw)!], []);
 });
