@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
 import { bbtest, type Runtime, type ServerHandle, startServer } from "../support/server.ts";
-import { delay, within } from "../support/wait.ts";
+import { within } from "../support/wait.ts";
 import { assertRedis, deleteKeys, redisTests, uniquePrefix } from "../support/redis.ts";
 import {
   browserTests,
@@ -162,7 +162,6 @@ bbtest(
       ] as const,
     );
     assert.equal(taken, "error:unavailable-id");
-    await delay(100);
     const back = await within(a.evaluate(() => globalThis.pj.reconnect()), 10_000, "reconnect");
     assert.equal(back, `open:${aId}`);
     const bId = newPeer("b");

@@ -36,6 +36,13 @@ async function open(s: ServerHandle, id = newPeer(), token = "t-" + id): Promise
   return ws;
 }
 
+/** Resolves once the server has handled every frame `ws` (holding `id`) sent before: it echoes one. */
+async function handled(ws: JsonWs, id: string): Promise<void> {
+  const mark = crypto.randomUUID();
+  ws.send({ type: "CANDIDATE", dst: id, payload: mark });
+  await ws.next((m) => m.payload === mark);
+}
+
 /** Waits until the server lists (or no longer lists) `id` among its connected ids. */
 async function listed(s: ServerHandle, id: string, expected: boolean): Promise<void> {
   await within(
@@ -148,7 +155,7 @@ bbtest("peerjs: messages to an id not connected wait for it and arrive in order"
   for (let i = 0; i < 5; i++) {
     a.send({ type: i === 0 ? "OFFER" : "CANDIDATE", dst: cid, payload: i });
   }
-  await delay(EXPIRE / 4);
+  await handled(a, aid);
   await using c = await JsonWs.open(url(s, cid, "t"));
   assert.deepEqual(await c.next(), { type: "OPEN" });
   for (let i = 0; i < 5; i++) {
@@ -180,10 +187,11 @@ bbtest("peerjs: a message nobody connects for expires: the sender gets EXPIRE on
 bbtest("peerjs: LEAVE and EXPIRE to an id not connected are dropped, not queued", async (rt) => {
   const s = server(rt);
   const eid = newPeer("e");
-  await using a = await open(s);
+  const aid = newPeer("a");
+  await using a = await open(s, aid);
   a.send({ type: "LEAVE", dst: eid });
   a.send({ type: "EXPIRE", dst: eid });
-  await delay(100);
+  await handled(a, aid);
   await using e = await open(s, eid);
   await e.none(300);
   await a.none(EXPIRE + 500);
