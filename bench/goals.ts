@@ -191,6 +191,19 @@ const WHY: Record<string, string> = {
   "Deno relay ≥ 2 × peerjs-server":
     "relay on Deno is bound by per-message JS (about 1.9 µs in the hub) and one op per frame; " +
     "run-to-run noise on this machine is ±20 %.",
+  "Bun PeerJS relay through /peerjs":
+    "a PeerJS relay costs what a `/privmsg` costs in the core (id, history append, one event " +
+    "serialization) plus the protocol's own JSON: the client's message parsed, re-serialized with " +
+    "`src`, and parsed back out of the core's event; profiled in-process it is as dear as the slash " +
+    "relay, which itself is ~4× peerjs-server. The frames a turn relays to one socket leave in one " +
+    "write (cork), but the protocol allows one message per frame. 5× would take relaying PeerJS " +
+    "messages without the core's message history (PeerJS clients never ask for what they missed).",
+  "Deno PeerJS relay through /peerjs":
+    "as on Bun, plus Deno's one op per frame: the protocol allows one message per frame, so the " +
+    "per-turn batching that carries the slash protocol on Deno does not apply.",
+  "Deno y-webrtc fan-out through /y-webrtc":
+    "Deno has no native publish and y-webrtc's client reads one message per frame: every delivery " +
+    "is one `WebSocket.send` op, where the slash protocol on Deno sends a turn's events as one frame.",
   "Bun holds 20 000": FILE_LIMIT,
   "Deno holds 20 000": FILE_LIMIT,
 };
