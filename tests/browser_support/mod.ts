@@ -22,8 +22,8 @@
 import { type Browser, chromium, type Page } from "playwright-core";
 import { ROOT } from "../support/server.ts";
 
-/** Debian's Chromium, installed with `apt-get install -y chromium`. */
-export const CHROMIUM = "/usr/bin/chromium";
+/** Debian's Chromium (`apt-get install -y chromium`), or the binary `$CHROMIUM` names. */
+export const CHROMIUM: string = Deno.env.get("CHROMIUM") ?? "/usr/bin/chromium";
 
 /** Whether this machine can run the browser tests. */
 export interface BrowserEnv {
@@ -34,7 +34,7 @@ export interface BrowserEnv {
 /** Checks Chromium and Bun once; prints one line when the `what` browser tests are skipped. */
 export function browserTests(what: string): BrowserEnv {
   const missing = [];
-  if (!exists(CHROMIUM)) missing.push(`${CHROMIUM} (apt-get install -y chromium)`);
+  if (!exists(CHROMIUM)) missing.push(`${CHROMIUM} (apt-get install -y chromium, or $CHROMIUM)`);
   if (!runs("bun")) missing.push("bun (bundles the test page)");
   if (missing.length === 0) return { ignore: false };
   if (Deno.env.get("CI") === "true") {
