@@ -224,6 +224,24 @@ function delivered(e: unknown): boolean {
   return !(e instanceof Refusal && e.code === Codes.ERR_NOSUCHNICK);
 }
 
+/**
+ * The `text` of a core `privmsg` event: only its string is parsed. The event's
+ * fields are scalars with `text` after `from` and `to` and only `seq` after it
+ * (PROTOCOL.md, "Events"); inside a JSON string a quote is always escaped, so
+ * `,"text":` and `,"seq":` can only be the event's own keys.
+ */
+export function relayedText(event: string): string {
+  const start = event.indexOf(`,"text":`) + 8;
+  const seq = event.lastIndexOf(`,"seq":`);
+  const end = seq > start ? seq : event.length - 1;
+  try {
+    return JSON.parse(event.slice(start, end)) as string;
+  } catch {
+    // Not the shape this expects (fields added after `text`): the whole event, then.
+    return (JSON.parse(event) as { text: string }).text;
+  }
+}
+
 /** One PeerJS socket. */
 class PeerjsSocket extends JsonSocket {
   protected readonly name = "peerjs";
@@ -306,7 +324,7 @@ class PeerjsSocket extends JsonSocket {
   /** A core event for this socket: a relayed message's text is the PeerJS message itself. */
   #event(event: string): void {
     if (!event.startsWith(`{"type":"privmsg"`)) return;
-    const text = (JSON.parse(event) as { text: string }).text;
+    const text = relayedText(event);
     this.conn.send(text);
     // The relayed message was written here with `type` first: `{"type":"OFFER",…`.
     this.hub.metrics.countOut("peerjs", text.slice(9, text.indexOf(`"`, 9)));
