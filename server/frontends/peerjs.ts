@@ -197,25 +197,18 @@ function cors(req: Request, allowed: string[] | undefined): Headers {
 }
 
 /**
- * Sends `text` to PeerJS id `dst` as `from`, wherever `dst` is connected:
+ * Sends `text` to PeerJS id `dst` as `from`, wherever `dst` is connected,
+ * kept in no stream (PeerJS clients never ask for what they missed):
  * false when `dst` is not connected (the message may wait for it). At once
  * when `dst` is connected here, else once the store said where it is.
  */
 function relay(hub: Hub, from: Session, dst: string, text: string): boolean | Promise<boolean> {
   try {
-    const r = hub.commands.privmsg(from, { peer: PREFIX + dst, text });
-    return r instanceof Promise ? r.then(live, delivered) : live(r);
+    const r = hub.relay(from, { peer: PREFIX + dst, text });
+    return r instanceof Promise ? r.then(() => true, delivered) : true;
   } catch (e) {
     return delivered(e);
   }
-}
-
-/**
- * Whether a relayed message reached a live socket: one kept for a peer in its
- * grace (`queued`) is not, as PeerJS clients never ask for what they missed.
- */
-function live(r: { queued?: boolean }): boolean {
-  return r.queued !== true;
 }
 
 /** Whether a refused relay is over (true) or its target is not connected (false). */

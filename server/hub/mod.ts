@@ -201,6 +201,14 @@ export class Hub {
   }
 
   /**
+   * `/privmsg` for protocols whose clients never ask for what they missed:
+   * the message is kept in no stream, and an offline target is `401`.
+   */
+  relay(s: Session, c: CommandArgs<"privmsg">): Result<"privmsg"> {
+    return messages.privmsg(this.#ctx, s, c, false);
+  }
+
+  /**
    * Describes a session whose client brings its own id and token instead of
    * `/descp` (protocols whose clients cannot carry this server's resume or
    * auth token; the front-end decides whether to serve them): takes the id

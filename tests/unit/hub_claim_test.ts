@@ -206,3 +206,29 @@ Deno.test("hub: channel events of translating sockets go through the native fan-
   await t.hub.commands.quit(c.s, { channel: "x:room" });
   assert.deepEqual([...subscribed.get(c.raw)!], []);
 });
+
+Deno.test("hub.relay: a message kept in no stream; a peer in its grace is 401", async () => {
+  const now = 1_000_000;
+  const store = new MemoryStore(
+    { maxChannels: 100, retentionMs: 60_000, history: 10, historyTtlMs: 60_000 },
+    () => now,
+  );
+  const hub = new Hub({ store, now: () => now, graceMs: 30_000, sweepMs: 60_000 });
+  try {
+    const a = hub.open(new FakeConnection()), bConn = new FakeConnection();
+    const b = hub.open(bConn);
+    await hub.claim(a, { id: "x:a", name: "a", token: "t" });
+    await hub.claim(b, { id: "x:b", name: "b", token: "t" });
+    await hub.relay(a, { peer: "x:b", text: "hi" });
+    assert.equal(JSON.parse(bConn.frames[0]).text, "hi");
+    assert.equal("seq" in JSON.parse(bConn.frames[0]), false, "kept in no stream");
+    hub.closed(b);
+    await Promise.resolve();
+    assert.equal(
+      await refused(Promise.resolve().then(() => hub.relay(a, { peer: "x:b", text: "x" }))),
+      401,
+    );
+  } finally {
+    await hub.shutdown();
+  }
+});
