@@ -56,8 +56,11 @@ export interface FrameRunner {
    * counts for nothing (a keep-alive).
    */
   rateAs(frame: Json): CommandName | null;
-  /** Handles one frame; a promise holds back the frames behind it until it settles. */
-  run(frame: Json): Promise<void> | undefined;
+  /**
+   * Handles one frame, parsed (`raw`: as it came); a promise holds back the
+   * frames behind it until it settles.
+   */
+  run(frame: Json, raw: string): Promise<void> | undefined;
 }
 
 /** One socket of a JSON protocol: ordered frames, size and rate limits. */
@@ -78,7 +81,7 @@ export abstract class JsonSocket implements SocketHandler, FrameRunner {
   /** The front-end's name, for logs and metrics. */
   protected abstract readonly name: string;
   abstract rateAs(frame: Json): CommandName | null;
-  abstract run(frame: Json): Promise<void> | undefined;
+  abstract run(frame: Json, raw: string): Promise<void> | undefined;
   abstract closed(code?: number): void;
 
   /** Runs `first` before any frame (claiming the socket's identity, say). */
@@ -137,7 +140,7 @@ export abstract class JsonSocket implements SocketHandler, FrameRunner {
     const json = parseObject(frame);
     // Not a JSON object: ignored, as the protocols' own servers do.
     if (json === null) return;
-    return this.#limited(json);
+    return this.#limited(json, frame);
   }
 
   /** A frame's handling failed unexpectedly: logged and counted, the socket goes on. */
@@ -146,16 +149,16 @@ export abstract class JsonSocket implements SocketHandler, FrameRunner {
   }
 
   /** Runs `json` once the rate allows it. */
-  #limited(json: Json): Promise<void> | undefined {
+  #limited(json: Json, raw: string): Promise<void> | undefined {
     const s = this.session;
     const cmd = this.rateAs(json);
-    if (s === undefined || s.id === null || cmd === null) return this.run(json);
+    if (s === undefined || s.id === null || cmd === null) return this.run(json, raw);
     const { wait, flood } = this.hub.limit(s, cmd);
-    if (wait === 0) return this.run(json);
+    if (wait === 0) return this.run(json, raw);
     if (flood) return void this.#drop(CloseCodes.FLOOD, "flood");
     this.hub.metrics.count(this.hub.metrics.errors, 263);
     return new Promise<void>((resolve) => setTimeout(resolve, wait)).then(() =>
-      this.gone ? undefined : this.#limited(json)
+      this.gone ? undefined : this.#limited(json, raw)
     );
   }
 }

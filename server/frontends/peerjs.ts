@@ -235,6 +235,19 @@ export function relayedText(event: string): string {
   }
 }
 
+/**
+ * The client's own frame with `src` added, when it holds nothing but `type`,
+ * `dst` and `payload` (as the peerjs client sends them): the payload is not
+ * serialized again. Undefined for anything else (then rebuilt, as
+ * peerjs-server does, dropping other fields and any `src` of the client's).
+ */
+export function withSrc(raw: string, m: Json, src: string): string | undefined {
+  for (const k in m) if (k !== "type" && k !== "dst" && k !== "payload") return undefined;
+  const end = raw.lastIndexOf("}");
+  if (raw.charCodeAt(0) !== 123 || end < 0) return undefined;
+  return `${raw.slice(0, end)},"src":${JSON.stringify(src)}${raw.slice(end)}`;
+}
+
 /** One PeerJS socket. */
 class PeerjsSocket extends JsonSocket {
   protected readonly name = "peerjs";
@@ -319,15 +332,16 @@ class PeerjsSocket extends JsonSocket {
     if (!event.startsWith(`{"type":"privmsg"`)) return;
     const text = relayedText(event);
     this.conn.send(text);
-    // The relayed message was written here with `type` first: `{"type":"OFFER",…`.
-    this.hub.metrics.countOut("peerjs", text.slice(9, text.indexOf(`"`, 9)));
+    // A relayed message has `type` first, as the peerjs client writes it: `{"type":"OFFER",…`.
+    const type = text.startsWith(`{"type":"`) ? text.slice(9, text.indexOf(`"`, 9)) : "";
+    this.hub.metrics.countOut("peerjs", RELAYED.has(type) ? type : "other");
   }
 
   rateAs(m: Json): CommandName | null {
     return m.type === "HEARTBEAT" ? null : "privmsg";
   }
 
-  run(m: Json): Promise<void> | undefined {
+  run(m: Json, raw: string): Promise<void> | undefined {
     this.#lastSeen = Date.now();
     const type = typeof m.type === "string" && (RELAYED.has(m.type) || m.type === "HEARTBEAT")
       ? m.type
@@ -337,7 +351,7 @@ class PeerjsSocket extends JsonSocket {
     if (src === undefined || !RELAYED.has(type) || typeof m.dst !== "string") return;
     const dst = m.dst;
     // `src` is the sender's id, whatever the client wrote.
-    const text = JSON.stringify({ type, src, dst, payload: m.payload });
+    const text = withSrc(raw, m, src) ?? JSON.stringify({ type, src, dst, payload: m.payload });
     const from = this.session!;
     if (this.#state.waits(dst)) {
       // Behind the messages already waiting for it: order holds.

@@ -1,7 +1,10 @@
-/** The PeerJS front-end reads a relayed message out of the core's `privmsg` event. */
+/**
+ * The PeerJS front-end's string work: `src` added to a client's frame, a
+ * relayed message read out of the core's `privmsg` event.
+ */
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { relayedText } from "../../server/frontends/peerjs.ts";
+import { relayedText, withSrc } from "../../server/frontends/peerjs.ts";
 
 Deno.test("relayedText: the event's text, whatever it holds, with or without seq", () => {
   fc.assert(
@@ -30,4 +33,29 @@ Deno.test("relayedText: the event's text, whatever it holds, with or without seq
 Deno.test("relayedText: an event of another shape is read whole", () => {
   const event = JSON.stringify({ type: "privmsg", text: "hi", seq: 1, extra: "x" });
   assert.equal(relayedText(event), "hi");
+});
+
+Deno.test("withSrc: the client's frame with src added, when it holds only type, dst, payload", () => {
+  fc.assert(
+    fc.property(fc.string(), fc.string(), fc.option(fc.jsonValue()), (dst, src, payload) => {
+      const m: Record<string, unknown> = { type: "OFFER", dst };
+      if (payload !== null) m.payload = payload;
+      const raw = JSON.stringify(m);
+      const out = withSrc(raw, JSON.parse(raw), src);
+      assert.deepEqual(JSON.parse(out!), { ...JSON.parse(raw), src });
+    }),
+  );
+});
+
+Deno.test("withSrc: a frame with src or other fields, or leading space, is left to be rebuilt", () => {
+  for (
+    const raw of [
+      `{"type":"OFFER","dst":"b","src":"forged"}`,
+      `{"type":"OFFER","dst":"b","extra":1}`,
+      `{"type":"OFFER","dst":"b","__proto__":{"src":"x"}}`,
+      ` {"type":"OFFER","dst":"b"}`,
+    ]
+  ) {
+    assert.equal(withSrc(raw, JSON.parse(raw), "a"), undefined, raw);
+  }
 });
