@@ -192,12 +192,13 @@ const WHY: Record<string, string> = {
     "relay on Deno is bound by per-message JS (about 1.9 µs in the hub) and one op per frame; " +
     "run-to-run noise on this machine is ±20 %.",
   "Bun PeerJS relay through /peerjs":
-    "a PeerJS relay costs what a `/privmsg` costs in the core (id, history append, one event " +
-    "serialization) plus the protocol's own JSON: the client's message parsed, re-serialized with " +
-    "`src`, and parsed back out of the core's event; profiled in-process it is as dear as the slash " +
-    "relay, which itself is ~4× peerjs-server. The frames a turn relays to one socket leave in one " +
-    "write (cork), but the protocol allows one message per frame. 5× would take relaying PeerJS " +
-    "messages without the core's message history (PeerJS clients never ask for what they missed).",
+    "per relay, the client's JSON is parsed, `src` added to its frame, the core builds and " +
+    "serializes its `privmsg` event (id, escaping the message once more; kept in no stream) and the " +
+    "front-end parses the message back out of it; profiled in-process, JSON parse and stringify " +
+    "are half the time. The frames one turn relays to a socket leave in one write (cork), but the " +
+    "protocol allows one message per frame. Runs on a busy machine scatter between 4× and 10×; " +
+    "per server CPU-second it is about 4–5×. Closing the rest would take handing the core the " +
+    "message without wrapping it in an event.",
   "Deno PeerJS relay through /peerjs":
     "as on Bun, plus Deno's one op per frame: the protocol allows one message per frame, so the " +
     "per-turn batching that carries the slash protocol on Deno does not apply.",
