@@ -210,7 +210,6 @@ redisTest(
     // The grace starts while the node starts, before it listens: between these two times.
     const tStart = Date.now();
     await using b = await start();
-    const tRestart = Date.now();
     await using back = await connect(b.url, "back");
     const d = await describe(back, { id: stays.id, name: "stays", resume: stays.resume });
     assert.deepEqual(d.channels, [ch]);
