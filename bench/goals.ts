@@ -70,7 +70,7 @@ function checkRuntime(
   { runtime, capNote }: { runtime: Runtime; capNote: string },
 ): void {
   const { name, target: s, floor } = runtime;
-  const variants = ["", "-redis", "-redis-2", "-peerjs", "-y-webrtc"];
+  const variants = ["", "-redis", "-redis-2", "-peerjs", "-y-webrtc", "-nostreams"];
   if (!variants.some((v) => results.ran(s + v))) {
     out.push({ goal: `Signaller on ${name}`, measured: "runtime not available", met: undefined });
     return;
@@ -106,6 +106,19 @@ function checkRuntime(
     `${name} y-webrtc fan-out through /y-webrtc ≥ ${goals.ywebrtcEndpoint} × y-webrtc`,
     ratio(results.dps(`${s}-y-webrtc`, "fanout"), results.dps("y-webrtc", "fanout")),
     goals.ywebrtcEndpoint,
+  );
+  // Message streams (on by default) against --history 0, and Redis with them against memory.
+  for (const phase of ["fanout", "relay"] as const) {
+    atLeast(
+      `${name} ${phase} with message streams ≥ 0.95 × without (--history 0)`,
+      ratio(results.dps(s, phase), results.dps(`${s}-nostreams`, phase)),
+      0.95,
+    );
+  }
+  atLeast(
+    `${name} fan-out on Redis with message streams ≥ 0.4 × memory mode`,
+    ratio(results.dps(`${s}-redis`, "fanout"), results.dps(s, "fanout")),
+    0.4,
   );
   const lat = results.result(s, "latency");
   const floorP99 = results.result(floor, "latency")?.lat_p99_us;

@@ -18,7 +18,8 @@
  *   --only a,b         targets: signaller-bun, signaller-deno, signaller-bun-redis,
  *                      signaller-deno-redis, signaller-bun-redis-2, signaller-deno-redis-2,
  *                      signaller-bun-peerjs, signaller-deno-peerjs, signaller-bun-y-webrtc,
- *                      signaller-deno-y-webrtc, floor-bun, floor-deno, y-webrtc, peerjs
+ *                      signaller-deno-y-webrtc, signaller-bun-nostreams, signaller-deno-nostreams,
+ *                      floor-bun, floor-deno, y-webrtc, peerjs
  *   --phases a,b       phases: fanout, latency, relay, idle
  *   --duration S       measured seconds per throughput phase (default 5; quick 1)
  *   --warmup S         warm-up seconds before measuring (default 1; quick 0.3)

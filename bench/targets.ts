@@ -84,6 +84,16 @@ export function discoverTargets(has: Available): Target[] {
       ready: sigReady,
     });
   }
+  // The same with message streams off: what keeping history and numbering messages costs.
+  for (const [rt, exe] of signallerOn) {
+    all.push({
+      name: `signaller-${rt}-nostreams`,
+      proto: "signaller",
+      phases: ["fanout", "relay"],
+      command: (port) => ({ cmd: [...exe, ...sigArgs(port), "--history", "0"] }),
+      ready: sigReady,
+    });
+  }
   // Signaller's PeerJS and y-webrtc endpoints, driven exactly as the servers they replace.
   for (const [rt, exe] of signallerOn) {
     all.push({
