@@ -15,6 +15,7 @@ import { newId } from "./protocol/mod.ts";
 import { iceServers, jwtAuth } from "./server/auth.ts";
 import { type Config, ConfigError, parseConfig, usage } from "./server/config.ts";
 import { slash } from "./server/frontends/slash.ts";
+import { ConnectionGuard } from "./server/guard.ts";
 import { Hub } from "./server/hub/mod.ts";
 import { createLogger } from "./server/log.ts";
 import { MemoryStore } from "./server/store/memory.ts";
@@ -106,6 +107,14 @@ const serveOptions: ServeOptions = {
   allowOrigin: config.allowOrigin,
   maxPayload: config.maxFrame * 16,
   maxBuffered: config.maxBuffered,
+  guard: new ConnectionGuard({
+    maxConns: config.maxConns,
+    maxConnsPerIp: config.maxConnsPerIp,
+    trustProxy: config.trustProxy,
+    log,
+    metrics: hub.metrics,
+  }),
+  headerTimeoutMs: config.headerTimeoutMs,
 };
 // The runtime is picked here, and only here.
 const runtime = "Bun" in globalThis ? "bun" : "deno";

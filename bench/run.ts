@@ -233,6 +233,11 @@ function discoverTargets(hasBun: boolean, hasNode: boolean, hasRedis: boolean): 
     "127.0.0.1",
     "--rate",
     "0",
+    // Every generated connection comes from 127.0.0.1, and the idle phase opens 20 000.
+    "--max-conns",
+    "0",
+    "--max-conns-per-ip",
+    "0",
     "--log",
     "warn",
     ...(redisPrefix === undefined ? [] : ["--redis", REDIS.url, "--redis-prefix", redisPrefix]),

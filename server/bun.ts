@@ -4,6 +4,7 @@
  * `publish` serializes and frames an event once for every subscriber.
  */
 import { Batched, flushBatches } from "./batch.ts";
+import { DEFAULTS } from "./config.ts";
 import { type Frontend, route, type SocketHandler } from "./frontends/frontend.ts";
 import type { Connection, Hub } from "./hub/mod.ts";
 import { handleHttp, originAllowed } from "./http.ts";
@@ -11,7 +12,13 @@ import type { Listener, ServeOptions } from "./serve.ts";
 
 /** The parts of Bun's `ServerWebSocket` the adapter uses. */
 interface BunSocket {
-  data: { remote: string; url: URL; frontend: Frontend; handler?: SocketHandler };
+  data: {
+    remote: string;
+    url: URL;
+    frontend: Frontend;
+    handler?: SocketHandler;
+    release?: () => void;
+  };
   send(text: string): number;
   publish(topic: string, text: string): number;
   subscribe(topic: string): void;
@@ -66,6 +73,11 @@ export function serve(
     port: o.port,
     hostname: o.host,
     tls: o.cert === undefined ? undefined : { cert: o.cert, key: o.key },
+    // Seconds an HTTP connection may stay silent, a half-sent request head included.
+    idleTimeout: Math.min(
+      255,
+      Math.max(1, Math.ceil((o.headerTimeoutMs ?? DEFAULTS.headerTimeoutMs) / 1000)),
+    ),
     fetch(req: Request, srv: BunServer) {
       if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") return handleHttp(req, hub);
       if (!originAllowed(req.headers.get("origin"), o.allowOrigin)) {
@@ -74,8 +86,13 @@ export function serve(
       const url = new URL(req.url);
       const frontend = route(frontends, url);
       if (frontend === undefined) return new Response("not found\n", { status: 404 });
-      const remote = srv.requestIP(req)?.address ?? "";
-      if (srv.upgrade(req, { data: { remote, url, frontend } })) return undefined;
+      const peer = srv.requestIP(req)?.address ?? "";
+      const admitted = o.guard?.admit(req, peer);
+      if (admitted instanceof Response) return admitted;
+      const remote = admitted?.address ?? peer;
+      const release = admitted?.release;
+      if (srv.upgrade(req, { data: { remote, url, frontend, release } })) return undefined;
+      release?.();
       return new Response("WebSocket upgrade failed\n", { status: 400 });
     },
     websocket: {
@@ -96,6 +113,7 @@ export function serve(
         else ws.data.handler!.binary(message);
       },
       close(ws: BunSocket) {
+        ws.data.release?.();
         ws.data.handler?.closed();
       },
     },

@@ -38,6 +38,8 @@ export class Metrics {
   readonly messagesIn = new Map<string, number>();
   readonly messagesOut = new Map<string, number>();
   readonly errors = new Map<number, number>();
+  /** WebSocket upgrades refused at the edge, by limit: `ip` (429) or `global` (503). */
+  readonly refused = new Map<string, number>();
   readonly fanout = new Histogram();
   readonly store = new Histogram();
   gauges: () => Record<string, number> = () => ({});
@@ -60,6 +62,7 @@ export class Metrics {
     counter("signaller_messages_in_total", "type", this.messagesIn);
     counter("signaller_messages_out_total", "type", this.messagesOut);
     counter("signaller_errors_total", "code", this.errors);
+    counter("signaller_connections_refused_total", "reason", this.refused);
     out.push(
       "# TYPE signaller_fanout_seconds histogram",
       ...this.fanout.render("signaller_fanout_seconds"),
