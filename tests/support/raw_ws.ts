@@ -124,7 +124,12 @@ export class RawClient {
 
   /** Sends several text frames in one write, so the server reads them in one go. */
   async sendTexts(texts: string[]): Promise<void> {
-    const frames = texts.map((t) => encodeFrame(1, new TextEncoder().encode(t)));
+    await this.sendFrames(texts.map((t) => ({ opcode: 1, payload: new TextEncoder().encode(t) })));
+  }
+
+  /** Sends several frames, text or binary, in one write. */
+  async sendFrames(list: RawFrame[]): Promise<void> {
+    const frames = list.map((f) => encodeFrame(f.opcode, f.payload));
     const all = new Uint8Array(frames.reduce((n, f) => n + f.length, 0));
     let off = 0;
     for (const f of frames) {
