@@ -211,3 +211,51 @@ bbtest("framing: an unmasked client frame closes 1002", async (rt) => {
   await c.conn.write(new Uint8Array([0x81, 0x02, 0x2f, 0x78]));
   assert.equal((await within(c.readUntilClose(), 5000, "close")).code, 1002);
 });
+
+/** Sends `request` on a fresh TCP connection; resolves with everything read until the server closes. */
+async function rawHttp(port: number, request: string): Promise<string> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    await conn.write(new TextEncoder().encode(request));
+    let out = "";
+    const buf = new Uint8Array(65536);
+    const reading = (async () => {
+      try {
+        for (let n; (n = await conn.read(buf)) !== null;) {
+          out += new TextDecoder().decode(buf.subarray(0, n));
+        }
+      } catch { /* reset after the answer */ }
+    })();
+    await within(reading, 15_000, "the server closing the connection");
+    return out;
+  } finally {
+    try {
+      conn.close();
+    } catch { /* closed */ }
+  }
+}
+
+bbtest("plain HTTP: pipelined keep-alive requests, HEAD, 405, 400 and 431", async (rt) => {
+  await using s = await startServer({ runtime: rt, args: ["--header-timeout-ms", "1000"] });
+  const statuses = (text: string) => text.match(/^HTTP\/1\.1 \d{3}/gm)?.map((l) => l.slice(9));
+  // Two requests in one write on a kept-alive connection: both answered, in order.
+  const two = await rawHttp(
+    s.port,
+    "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /nothing HTTP/1.1\r\nHost: x\r\n\r\n",
+  );
+  assert.deepEqual(statuses(two), ["200", "404"]);
+  const head = await rawHttp(
+    s.port,
+    "HEAD /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+  );
+  assert.deepEqual(statuses(head), ["200"]);
+  assert.ok(head.endsWith("\r\n\r\n"), `a body after HEAD: ${JSON.stringify(head)}`);
+  const post = await rawHttp(
+    s.port,
+    "POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+  );
+  assert.deepEqual(statuses(post), ["405"]);
+  assert.deepEqual(statuses(await rawHttp(s.port, "GARBAGE\r\n\r\n")), ["400"]);
+  const big = `GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${"a".repeat(20_000)}\r\n\r\n`;
+  assert.deepEqual(statuses(await rawHttp(s.port, big)), ["431"]);
+});
