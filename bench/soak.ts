@@ -75,7 +75,7 @@ export interface SoakReport {
 }
 
 const ROOT = new URL("..", import.meta.url).pathname;
-const REPLY_TIMEOUT_MS = 15_000;
+const REPLY_TIMEOUT_MS = 30_000;
 const QUIESCE_TIMEOUT_MS = 120_000;
 
 /** A seeded-enough random: Math.random is fine for load. */
@@ -126,6 +126,8 @@ class Run {
   }
 
   unexpected(what: string): void {
+    // The first few are said at once: a long run that goes wrong shows why while it runs.
+    if (this.report.unexpected.length < 5) this.o.progress?.(`unexpected: ${what}`);
     if (this.report.unexpected.length < 200) this.report.unexpected.push(what);
   }
 }
@@ -264,9 +266,17 @@ class VPeer {
 
   /** The peer's life: act now and then until the run stops. */
   async live(): Promise<void> {
-    const think = this.run.o.thinkS ?? 4;
+    const think = this.run.o.thinkS ?? 10;
+    // Spread out: the peers start, and start again after a pause, at random moments.
+    let idle = true;
     while (!this.run.stopped) {
+      if (idle && !this.run.paused) {
+        idle = false;
+        await sleep(Math.random() * think * 1000);
+        continue;
+      }
       if (this.run.paused) {
+        idle = true;
         const open = this.ws !== undefined && this.ws.readyState === WebSocket.OPEN;
         // One that lost its socket comes back before it counts as idle.
         if (!open) await this.act();
