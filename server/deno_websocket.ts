@@ -380,10 +380,19 @@ export class ServerWebSocket {
     return new Promise((resolve) => this.#onFlushed.push(resolve));
   }
 
-  /** Frames text encoded in place: room for the longest encoding, the header put before it. */
+  /**
+   * Frames text encoded in place, the header put before it: room for one byte
+   * per character fits the JSON the server mostly sends (ASCII) exactly; text
+   * that does not fit is encoded on its own and copied.
+   */
   #text(text: string): void {
-    const room = new Uint8Array(10 + text.length * 3);
-    const n = encoder.encodeInto(text, room.subarray(10)).written;
+    const room = new Uint8Array(10 + text.length);
+    const r = encoder.encodeInto(text, room.subarray(10));
+    if (r.read < text.length) {
+      this.#frame(1, encoder.encode(text));
+      return;
+    }
+    const n = r.written;
     const head = n < 126 ? 2 : n < 65536 ? 4 : 10;
     const at = 10 - head;
     room[at] = 0x81;
@@ -396,9 +405,7 @@ export class ServerWebSocket {
       room[1] = 127;
       new DataView(room.buffer).setUint32(6, n);
     }
-    const f = room.subarray(at, 10 + n);
-    // A frame that waits behind a write keeps only its own bytes, not the spare room.
-    this.#enqueue(this.#writing ? f.slice() : f);
+    this.#enqueue(room.subarray(at, 10 + n));
   }
 
   #frame(opcode: number, payload: Uint8Array): void {
