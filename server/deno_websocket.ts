@@ -14,8 +14,8 @@ const CONNECTING = 0, OPEN = 1, CLOSING = 2, CLOSED = 3;
 
 /** Read buffer of an idle socket; a larger frame grows it with the bytes that arrive. */
 const READ_CHUNK = 4096;
-/** A socket silent this long is pinged; silent twice as long, it is dropped. */
-export const PING_AFTER_MS = 30_000;
+/** A socket silent this long is pinged; silent twice as long (Bun's 120 s), it is dropped. */
+export const PING_AFTER_MS = 60_000;
 /** How often silent sockets are looked for. */
 const SWEEP_MS = 10_000;
 /** Time a closing socket has to flush its backlog and close frame. */
