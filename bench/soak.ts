@@ -38,8 +38,10 @@ export interface SoakOptions {
   warmupS: number;
   /** A Redis URL: state in Redis under a fresh prefix. */
   redis?: string;
-  /** Mean seconds between two actions of one peer. */
+  /** Mean seconds between two actions of one peer (20). */
   thinkS?: number;
+  /** Idle seconds over which each sample takes the lowest RSS (20). */
+  sampleS?: number;
   /** Progress lines; none by default. */
   progress?: (line: string) => void;
 }
@@ -394,7 +396,7 @@ async function quiescentSample(run: Run, pid: number, httpUrl: string): Promise<
   // The lowest of samples over 20 idle seconds: the heap after the collector has run and
   // given memory back (V8 does when allocation stops for a while), not between two runs.
   const samples = [];
-  for (let i = 0; i < 20; i++) {
+  for (let i = 0; i < (run.o.sampleS ?? 20); i++) {
     samples.push(await sampleProc(pid));
     await sleep(1000);
   }

@@ -11,12 +11,20 @@ bbtest(
   "soak: 500 peers churn for 30 s; nothing unexpected, descriptors back, RSS bounded",
   async (rt) => {
     if (rt === "binary") return;
-    const r = await runSoak({ runtime: rt, conns: 500, durationS: 30, warmupS: 5, thinkS: 2 });
+    const r = await runSoak({
+      runtime: rt,
+      conns: 500,
+      durationS: 30,
+      warmupS: 5,
+      thinkS: 2,
+      sampleS: 5,
+    });
     const answered = Object.values(r.commands).reduce((a, b) => a + b, 0);
     console.log(
       `[${rt}] ${answered} commands, ${r.resumes} resumes, ${r.rebirths} rebirths, ` +
         `RSS ${(r.warm.rssKiB / 1024).toFixed(1)} → ${(r.end.rssKiB / 1024).toFixed(1)} MiB, ` +
-        `fds ${r.warm.fds} → ${r.end.fds}, errors ${JSON.stringify(r.errors)}`,
+        `fds ${r.warm.fds} → ${r.end.fds}, errors ${JSON.stringify(r.errors)}, ` +
+        `slowest reply ${r.latency.maxMs} ms`,
     );
     assert.deepEqual(r.unexpected, []);
     assert.equal(r.errors503, 0);
