@@ -79,6 +79,8 @@ export interface SoakReport {
   unexpected: string[];
   /** The same, counted by kind. */
   unexpectedKinds: Record<string, number>;
+  /** How many of them happened after the warm-up sample. */
+  unexpectedAfterWarmup: number;
   /** The checks, each with whether it passed. */
   checks: { name: string; ok: boolean; detail: string }[];
   ok: boolean;
@@ -111,7 +113,10 @@ function bump(rec: Record<string, number>, key: string | number): void {
 
 /** The shared state of one soak run. */
 class Run {
-  readonly report: Omit<SoakReport, "warm" | "end" | "checks" | "ok" | "errors503" | "errorLogs">;
+  readonly report: Omit<
+    SoakReport,
+    "warm" | "end" | "checks" | "ok" | "errors503" | "errorLogs" | "unexpectedAfterWarmup"
+  >;
   readonly channels: string[];
   readonly peers: VPeer[] = [];
   /** True while the peers finish what they do and stay connected. */
@@ -499,6 +504,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
   const run = new Run(`ws://127.0.0.1:${server.port}/`, o);
   let warm: Sample | undefined, end: Sample | undefined;
   let errors503 = 0;
+  let unexpectedAtWarm = 0;
   try {
     // Ramp: connect and join in waves, so the start is not a SYN flood.
     for (let i = 0; i < o.conns; i++) run.peers.push(new VPeer(run, i));
@@ -527,6 +533,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
     try {
       await sleep(o.warmupS * 1000);
       warm = await quiescentSample(run, server.child.pid, httpUrl);
+      unexpectedAtWarm = Object.values(run.report.unexpectedKinds).reduce((a, b) => a + b, 0);
       say(`after warm-up: ${JSON.stringify(warm)}`);
       await sleep(o.durationS * 1000);
       end = await quiescentSample(run, server.child.pid, httpUrl);
@@ -579,6 +586,8 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
     warm: warm!,
     end: end!,
     errors503,
+    unexpectedAfterWarmup: Object.values(run.report.unexpectedKinds).reduce((a, b) => a + b, 0) -
+      unexpectedAtWarm,
     errorLogs: server.errors,
     warnLogs: server.counts.warn,
     checks,
