@@ -18,6 +18,7 @@ import type { Frontend } from "./server/frontends/frontend.ts";
 import { peerjs } from "./server/frontends/peerjs.ts";
 import { slash } from "./server/frontends/slash.ts";
 import { yWebrtc } from "./server/frontends/y_webrtc.ts";
+import { ConnectionGuard } from "./server/guard.ts";
 import { Hub } from "./server/hub/mod.ts";
 import { createLogger } from "./server/log.ts";
 import { MemoryStore } from "./server/store/memory.ts";
@@ -126,6 +127,14 @@ const serveOptions: ServeOptions = {
   allowOrigin: config.allowOrigin,
   maxPayload: config.maxFrame * 16,
   maxBuffered: config.maxBuffered,
+  guard: new ConnectionGuard({
+    maxConns: config.maxConns,
+    maxConnsPerIp: config.maxConnsPerIp,
+    trustProxy: config.trustProxy,
+    log,
+    metrics: hub.metrics,
+  }),
+  headerTimeoutMs: config.headerTimeoutMs,
 };
 // The runtime is picked here, and only here.
 const runtime = "Bun" in globalThis ? "bun" : "deno";

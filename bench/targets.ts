@@ -61,6 +61,11 @@ export function discoverTargets(has: Available): Target[] {
     ...listen(port),
     "--rate",
     "0",
+    // Every generated connection comes from 127.0.0.1, and the idle phase opens 20 000.
+    "--max-conns",
+    "0",
+    "--max-conns-per-ip",
+    "0",
     "--log",
     "warn",
     ...(redisPrefix === undefined ? [] : ["--redis", REDIS_URL, "--redis-prefix", redisPrefix]),

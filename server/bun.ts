@@ -5,6 +5,7 @@
  */
 import { CloseCodes } from "../protocol/mod.ts";
 import { Batched, flushBatches } from "./batch.ts";
+import { DEFAULTS } from "./config.ts";
 import { type Frontend, route, type SocketHandler } from "./frontends/frontend.ts";
 import type { Connection, Hub } from "./hub/mod.ts";
 import { handleHttp, originAllowed } from "./http.ts";
@@ -20,6 +21,7 @@ interface BunSocket {
     /** The front-end's own ping period: whether the last ping got its pong, and the timer. */
     ponged?: boolean;
     pinger?: ReturnType<typeof setInterval>;
+    release?: () => void;
   };
   send(text: string): number;
   cork(write: () => void): void;
@@ -88,6 +90,11 @@ export function serve(
     port: o.port,
     hostname: o.host,
     tls: o.cert === undefined ? undefined : { cert: o.cert, key: o.key },
+    // Seconds an HTTP connection may stay silent, a half-sent request head included.
+    idleTimeout: Math.min(
+      255,
+      Math.max(1, Math.ceil((o.headerTimeoutMs ?? DEFAULTS.headerTimeoutMs) / 1000)),
+    ),
     fetch(req: Request, srv: BunServer) {
       if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") {
         return handleHttp(req, hub, frontends);
@@ -98,8 +105,13 @@ export function serve(
       const url = new URL(req.url);
       const frontend = route(frontends, url);
       if (frontend === undefined) return new Response("not found\n", { status: 404 });
-      const remote = srv.requestIP(req)?.address ?? "";
-      if (srv.upgrade(req, { data: { remote, url, frontend } })) return undefined;
+      const peer = srv.requestIP(req)?.address ?? "";
+      const admitted = o.guard?.admit(req, peer);
+      if (admitted instanceof Response) return admitted;
+      const remote = admitted?.address ?? peer;
+      const release = admitted?.release;
+      if (srv.upgrade(req, { data: { remote, url, frontend, release } })) return undefined;
+      release?.();
       return new Response("WebSocket upgrade failed\n", { status: 400 });
     },
     websocket: {
@@ -137,6 +149,7 @@ export function serve(
       },
       close(ws: BunSocket, code: number) {
         clearInterval(ws.data.pinger);
+        ws.data.release?.();
         ws.data.handler?.closed(code);
       },
     },

@@ -28,6 +28,10 @@ export interface Config {
   maxMembers: number;
   maxCreates: number;
   allowOrigin?: string[];
+  maxConns: number;
+  maxConnsPerIp: number;
+  trustProxy: boolean;
+  headerTimeoutMs: number;
   stun?: string[];
   turn?: string[];
   turnSecret?: string;
@@ -78,6 +82,20 @@ export const DEFAULTS = {
   maxCreates: 200,
   /** How long a graceful shutdown may take before the process exits anyway, ms. */
   shutdownMs: 10_000,
+  /**
+   * Open WebSockets a node serves (0: no limit). An idle described connection
+   * costs about 21 KiB on Deno and 5 KiB on Bun, so 10 000 stay near 200 MB
+   * at most, and with one descriptor each they stay well below the open-files
+   * limit a service is usually given; raise it (and `ulimit -n`) for bigger nodes.
+   */
+  maxConns: 10_000,
+  /**
+   * Open WebSockets from one client address (0: no limit). Viewers behind one
+   * carrier-grade NAT share an address, so it is far above one browser's needs.
+   */
+  maxConnsPerIp: 256,
+  /** Time allowed for a request's head (and the TLS handshake) to arrive, ms. */
+  headerTimeoutMs: 10_000,
   log: "info",
   /** How often a node beats into Redis, ms. */
   heartbeatMs: 1_000,
@@ -91,7 +109,7 @@ interface Option {
   flag: string;
   env: string;
   def?: string;
-  kind: "int" | "string" | "list" | "level" | "switch";
+  kind: "int" | "string" | "list" | "level" | "switch" | "bool";
   help: string;
 }
 
@@ -257,6 +275,36 @@ export const OPTIONS: Record<Exclude<keyof Config, "help">, Option> = {
     kind: "list",
     help: "comma-separated Origins allowed to open a WebSocket (default: any)",
   },
+  maxConns: {
+    flag: "max-conns",
+    env: "SIGNALLER_MAX_CONNS",
+    def: String(DEFAULTS.maxConns),
+    kind: "int",
+    help: "open WebSockets this node serves; more are refused with HTTP 503 (0: no limit)",
+  },
+  maxConnsPerIp: {
+    flag: "max-conns-per-ip",
+    env: "SIGNALLER_MAX_CONNS_PER_IP",
+    def: String(DEFAULTS.maxConnsPerIp),
+    kind: "int",
+    help: "open WebSockets from one address (IPv6: one /64); more are refused with HTTP 429 " +
+      "(0: no limit)",
+  },
+  trustProxy: {
+    flag: "trust-proxy",
+    env: "SIGNALLER_TRUST_PROXY",
+    def: "false",
+    kind: "bool",
+    help: "take the client address from the last hop of X-Forwarded-For (behind a reverse proxy)",
+  },
+  headerTimeoutMs: {
+    flag: "header-timeout-ms",
+    env: "SIGNALLER_HEADER_TIMEOUT_MS",
+    def: String(DEFAULTS.headerTimeoutMs),
+    kind: "int",
+    help: "time allowed for a request's head (and TLS handshake) before the connection is " +
+      "closed (Bun: its HTTP idle timeout; it closes an unfinished head after about 10 s itself)",
+  },
   stun: {
     flag: "stun",
     env: "SIGNALLER_STUN",
@@ -345,7 +393,9 @@ export class ConfigError extends Error {}
 /** Resolves the configuration from command-line `args` and environment `env`. */
 export function parseConfig(args: string[], env: Record<string, string | undefined>): Config {
   const options: Record<string, { type: "string" | "boolean" }> = { help: { type: "boolean" } };
-  for (const o of Object.values(OPTIONS)) options[o.flag] = { type: "string" };
+  for (const o of Object.values(OPTIONS)) {
+    options[o.flag] = { type: o.kind === "bool" ? "boolean" : "string" };
+  }
   let values: Record<string, string | boolean | undefined>;
   try {
     values = parseArgs({ args, options, strict: true, allowPositionals: false }).values;
@@ -356,7 +406,8 @@ export function parseConfig(args: string[], env: Record<string, string | undefin
   for (const [name, o] of Object.entries(OPTIONS)) {
     // An empty environment variable is as if unset (`PORT=` keeps the default port).
     const fromEnv = env[o.env] === "" ? undefined : env[o.env];
-    const raw = (values[o.flag] as string | undefined) ?? fromEnv ?? o.def;
+    const flag = values[o.flag];
+    const raw = (typeof flag === "boolean" ? String(flag) : flag) ?? fromEnv ?? o.def;
     if (raw === undefined || raw === "") continue;
     config[name] = convert(o, raw);
   }
@@ -370,6 +421,12 @@ function convert(o: Option, raw: string): unknown {
         throw new ConfigError(`--${o.flag} (${o.env}) takes a non-negative integer, not ${raw}`);
       }
       return Number(raw);
+    }
+    case "bool": {
+      const v = raw.toLowerCase();
+      if (["1", "true", "yes", "on"].includes(v)) return true;
+      if (["0", "false", "no", "off"].includes(v)) return false;
+      throw new ConfigError(`${o.env} takes true or false, not ${raw}`);
     }
     case "list":
       return raw.split(",").map((s) => s.trim()).filter((s) => s.length > 0);
@@ -411,7 +468,7 @@ export function usage(): string {
   ];
   for (const o of Object.values(OPTIONS)) {
     const left = `  --${o.flag}${
-      o.kind === "int" ? " N" : o.kind === "switch" ? " on|off" : " VALUE"
+      o.kind === "bool" ? "" : o.kind === "int" ? " N" : o.kind === "switch" ? " on|off" : " VALUE"
     }`;
     lines.push(`${left.padEnd(26)}${o.env.padEnd(26)}${o.help}${o.def ? ` [${o.def}]` : ""}`);
   }

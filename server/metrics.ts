@@ -45,6 +45,8 @@ export class Metrics {
   readonly errors = new Map<number, number>();
   /** Failures nobody planned for (a bug, a store that threw), by where they happened. */
   readonly unexpected = new Map<string, number>();
+  /** WebSocket upgrades refused at the edge, by limit: `ip` (429) or `global` (503). */
+  readonly refused = new Map<string, number>();
   readonly fanout = new Histogram();
   readonly store = new Histogram();
   gauges: () => Record<string, number> = () => ({});
@@ -85,6 +87,10 @@ export class Metrics {
     out.push("# TYPE signaller_unexpected_errors_total counter");
     for (const [where, v] of this.unexpected) {
       out.push(`signaller_unexpected_errors_total{where="${escape(where)}"} ${v}`);
+    }
+    out.push("# TYPE signaller_connections_refused_total counter");
+    for (const [reason, v] of this.refused) {
+      out.push(`signaller_connections_refused_total{reason="${escape(reason)}"} ${v}`);
     }
     out.push(
       "# TYPE signaller_fanout_seconds histogram",

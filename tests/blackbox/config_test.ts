@@ -385,8 +385,14 @@ const ENV_CASES: Record<string, EnvCase> = {
 // that stops reading until the kernel's buffers are full (limits_test.ts does it with the flag,
 // and the unit tests check that the variable sets the same option). The PeerJS and y-webrtc
 // timers take seconds to observe: tests/peerjs and tests/y_webrtc do it with the flags, and the
-// unit tests check that each variable sets the same option.
+// unit tests check that each variable sets the same option. The connection limits and the request
+// head's deadline are observed in edge_test.ts (the per-address limit and --trust-proxy through
+// their variables).
 const ELSEWHERE = [
+  "SIGNALLER_MAX_CONNS",
+  "SIGNALLER_MAX_CONNS_PER_IP",
+  "SIGNALLER_TRUST_PROXY",
+  "SIGNALLER_HEADER_TIMEOUT_MS",
   "SIGNALLER_CERT",
   "SIGNALLER_KEY",
   "SIGNALLER_MAX_BUFFERED",

@@ -32,6 +32,10 @@ const SAMPLES: Record<Name, [string, unknown]> = {
   maxInvites: ["12", 12],
   maxMembers: ["13", 13],
   maxCreates: ["14", 14],
+  maxConns: ["15", 15],
+  maxConnsPerIp: ["16", 16],
+  trustProxy: ["true", true],
+  headerTimeoutMs: ["1700", 1700],
   allowOrigin: [" http://a.example ,http://b.example,, ", ["http://a.example", "http://b.example"]],
   stun: ["stun:s.example:3478", ["stun:s.example:3478"]],
   turn: ["turn:t.example:3478,turns:t.example:5349", [
@@ -76,6 +80,10 @@ const OTHER: Record<Name, string> = {
   maxInvites: "4",
   maxMembers: "5",
   maxCreates: "6",
+  maxConns: "7",
+  maxConnsPerIp: "8",
+  trustProxy: "false",
+  headerTimeoutMs: "9",
   allowOrigin: "http://other.example",
   stun: "stun:other.example",
   turn: "turn:other.example",
@@ -112,6 +120,10 @@ const DEFAULTS: Partial<Config> = {
   maxInvites: 1000,
   maxMembers: 0,
   maxCreates: 200,
+  maxConns: 10_000,
+  maxConnsPerIp: 256,
+  trustProxy: false,
+  headerTimeoutMs: 10_000,
   peerjsKey: "peerjs",
   peerjsDiscovery: false,
   peerjsExpireMs: 5000,
@@ -139,9 +151,12 @@ Deno.test("the option table covers every key of Config but help", () => {
 for (const [name, o] of Object.entries(OPTIONS) as [Name, (typeof OPTIONS)[Name]][]) {
   const [text, value] = SAMPLES[name];
 
+  // A switch without a value (`--trust-proxy`) is true by being there.
+  const flagArgs = o.kind === "bool" ? [`--${o.flag}`] : [`--${o.flag}`, text];
+
   Deno.test(`--${o.flag} sets ${name}`, () => {
-    assert.deepEqual(parseConfig([`--${o.flag}`, text], {})[name], value);
-    assert.deepEqual(parseConfig([`--${o.flag}=${text}`], {})[name], value);
+    assert.deepEqual(parseConfig(flagArgs, {})[name], value);
+    if (o.kind !== "bool") assert.deepEqual(parseConfig([`--${o.flag}=${text}`], {})[name], value);
   });
 
   Deno.test(`${o.env} sets ${name}`, () => {
@@ -152,7 +167,7 @@ for (const [name, o] of Object.entries(OPTIONS) as [Name, (typeof OPTIONS)[Name]
   });
 
   Deno.test(`--${o.flag} wins over ${o.env}`, () => {
-    assert.deepEqual(parseConfig([`--${o.flag}`, text], { [o.env]: OTHER[name] })[name], value);
+    assert.deepEqual(parseConfig(flagArgs, { [o.env]: OTHER[name] })[name], value);
   });
 
   if (o.kind === "int") {
