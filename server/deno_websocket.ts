@@ -51,6 +51,16 @@ export interface SocketClose {
 /** Sockets that may go silent, swept by one timer that runs only while there are any. */
 const live = new Set<ServerWebSocket>();
 let sweeper: ReturnType<typeof setInterval> | undefined;
+/** The sweeper's period: at most half the shortest ping period among the live sockets. */
+let sweepEvery = SWEEP_MS;
+
+/** Runs the sweeper at least every `ms`. */
+function sweepAtLeastEvery(ms: number): void {
+  if (sweeper !== undefined && ms >= sweepEvery) return;
+  clearInterval(sweeper);
+  sweepEvery = Math.min(sweepEvery, ms);
+  sweeper = setInterval(sweep, sweepEvery);
+}
 
 function sweep(): void {
   const now = Date.now();
@@ -112,7 +122,7 @@ export class ServerWebSocket {
     if (this.readyState !== CONNECTING) return;
     this.readyState = OPEN;
     live.add(this);
-    sweeper ??= setInterval(sweep, SWEEP_MS);
+    sweepAtLeastEvery(Math.min(SWEEP_MS, this.#pingMs / 2));
     this.#call(() => this.onopen?.());
     if (initial.length > 0) this.#take(initial);
     let eof = false;
@@ -505,6 +515,7 @@ export class ServerWebSocket {
     if (live.size === 0 && sweeper !== undefined) {
       clearInterval(sweeper);
       sweeper = undefined;
+      sweepEvery = SWEEP_MS;
     }
     const wasClean = this.#closeSent && this.#closeReceived;
     const e = { code: this.#code, reason: this.#reason, wasClean };
