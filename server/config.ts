@@ -7,6 +7,7 @@ export interface Config {
   port: number;
   host: string;
   redis?: string;
+  redisCluster?: string[];
   redisPrefix: string;
   nodeId?: string;
   adminToken?: string;
@@ -103,6 +104,12 @@ export const OPTIONS: Record<Exclude<keyof Config, "help">, Option> = {
     env: "REDIS_URL",
     kind: "string",
     help: "keep state in Redis and join its cluster of nodes",
+  },
+  redisCluster: {
+    flag: "redis-cluster",
+    env: "REDIS_CLUSTER",
+    kind: "list",
+    help: "keep state in a Redis Cluster (host:port,...; any reachable master will do)",
   },
   redisPrefix: {
     flag: "redis-prefix",
@@ -304,6 +311,9 @@ export function parseConfig(args: string[], env: Record<string, string | undefin
     const raw = (values[o.flag] as string | undefined) ?? fromEnv ?? o.def;
     if (raw === undefined || raw === "") continue;
     config[name] = convert(o, raw);
+  }
+  if (config.redis !== undefined && config.redisCluster !== undefined) {
+    throw new ConfigError("--redis and --redis-cluster exclude each other: give one");
   }
   return config as unknown as Config;
 }
