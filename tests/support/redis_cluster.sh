@@ -3,7 +3,9 @@
 # ports BASE..BASE+5 (BASE=7100 unless REDIS_CLUSTER_BASE says otherwise), no persistence,
 # data under /tmp. `start` waits until `cluster info` says ok and prints the line to export:
 #   REDIS_CLUSTER_NODES=127.0.0.1:7100,127.0.0.1:7101,127.0.0.1:7102
-# Usage: tests/support/redis_cluster.sh start|stop
+# `node PORT` (re)starts one node with its data dir, e.g. a master killed by a failover test:
+# it rejoins the cluster as a replica of the master that took over.
+# Usage: tests/support/redis_cluster.sh start|stop|node PORT
 set -euo pipefail
 base=${REDIS_CLUSTER_BASE:-7100}
 dir=/tmp/signaller-redis-cluster-$base
@@ -15,21 +17,22 @@ stop() {
   rm -rf "$dir"
 }
 
+node() {
+  local p=$1
+  mkdir -p "$dir/$p"
+  redis-server --daemonize yes --bind 127.0.0.1 --port "$p" --dir "$dir/$p" \
+    --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 2000 \
+    --save "" --appendonly no --logfile "$dir/$p/redis.log"
+  for _ in $(seq 50); do redis-cli -p "$p" ping >/dev/null 2>&1 && break; sleep 0.1; done
+}
+
 start() {
   if redis-cli -p "$base" cluster info 2>/dev/null | grep -q 'cluster_state:ok'; then
     echo "REDIS_CLUSTER_NODES=127.0.0.1:$base,127.0.0.1:$((base + 1)),127.0.0.1:$((base + 2))"
     return
   fi
   stop
-  for p in "${ports[@]}"; do
-    mkdir -p "$dir/$p"
-    redis-server --daemonize yes --bind 127.0.0.1 --port "$p" --dir "$dir/$p" \
-      --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 2000 \
-      --save "" --appendonly no --logfile "$dir/$p/redis.log"
-  done
-  for p in "${ports[@]}"; do
-    for _ in $(seq 50); do redis-cli -p "$p" ping >/dev/null 2>&1 && break; sleep 0.1; done
-  done
+  for p in "${ports[@]}"; do node "$p"; done
   local hosts=()
   for p in "${ports[@]}"; do hosts+=("127.0.0.1:$p"); done
   redis-cli --cluster create "${hosts[@]}" --cluster-replicas 1 --cluster-yes >/dev/null
@@ -50,5 +53,6 @@ start() {
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
-  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+  node) node "$2" ;;
+  *) echo "usage: $0 start|stop|node PORT" >&2; exit 2 ;;
 esac
