@@ -1,8 +1,12 @@
 /**
  * The Redis {@linkcode Store}: state shared by every node of a cluster, kept
- * across restarts. Each operation is one Lua script (`redis_scripts.ts`, with
- * the key schema), so it runs atomically on the Redis server: two nodes racing
- * cannot both take an id, let a banned peer in, or expire the same peer twice.
+ * across restarts, on one Redis or on a Redis Cluster. Each check is one Lua
+ * script on the keys of one channel, one peer or the node liveness (one slot;
+ * `redis_scripts.ts`, with the key schema), so it runs atomically on the Redis
+ * server; an operation that spans a peer and a channel is a few such steps in
+ * the order `redis_scripts.ts` gives, so two nodes racing cannot both take an
+ * id, let a banned peer in, or quit the same peer twice, even when a node dies
+ * between two steps.
  *
  * One clock for the cluster: every deadline is computed inside the scripts
  * from Redis `TIME`, never from a node's clock, which may be off. The times
