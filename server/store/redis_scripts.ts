@@ -35,6 +35,8 @@
  * | `{nodes}:reaping`      | zset   | node being reaped → the grace end of its peers         |
  * | `{nodes}:grace`        | zset   | id → no later than its grace end (Redis ms)            |
  * | `{nodes}:dead:<node>`  | string | the node was declared dead; its next beat learns so    |
+ * | `{nodes}:seen`         | string | the last beat or sweep (Redis ms): a long gap means    |
+ * |                        |        | this slot was unreachable, and beats are forgiven      |
  * | `{nodes}:generation`   | string | made by the first beat on an empty Redis               |
  *
  * A stream's keys share the tag of its channel or peer (`{c:<c>}:s`), so a
@@ -123,6 +125,7 @@ export const KEY_SCHEMA = {
   reaping: "{nodes}:reaping",
   grace: "{nodes}:grace",
   deadNode: "{nodes}:dead:#",
+  seen: "{nodes}:seen",
   generation: "{nodes}:generation",
 } as const;
 
@@ -161,6 +164,12 @@ function luaKeys(): string {
 
 /** The window of the channel creation limit, ms. */
 const HOUR_MS = 3_600_000;
+
+/**
+ * A silence of the liveness slot longer than this (no beat, no sweep from any node) is an
+ * outage or a failover of that slot, not nodes dying, ms: above a beat and a sweep period.
+ */
+const SILENCE_MS = 3_000;
 
 /** How long a `dead:<node>` mark waits for the node's next beat, ms. */
 const DEAD_MARK_MS = 3_600_000;
@@ -326,6 +335,18 @@ local function reapNode(node, graceUntil)
   redis.call('DEL', np)
   redis.call('ZREM', K.nodes, node)
   if redis.call('EXISTS', rp) == 1 then redis.call('ZADD', K.reaping, graceUntil, node) end
+end
+
+-- Every beat and sweep notes its time. A gap of more than ${SILENCE_MS} ms since the last one
+-- means nobody could reach this slot (its master failed over, Redis was away): nobody beat, and
+-- nobody is dead for that. Every node's beat counts as made now, so a node is declared dead
+-- only once the others have beaten for deadMs without it.
+local function continuity(now)
+  local last = tonumber(redis.call('GET', K.seen) or now)
+  if now - last > ${SILENCE_MS} then
+    for _, n in ipairs(redis.call('ZRANGE', K.nodes, 0, -1)) do redis.call('ZADD', K.nodes, now, n) end
+  end
+  redis.call('SET', K.seen, now)
 end
 
 -- Up to 'batch' sessions of a node being reaped: {session, id, ...}; each id gets its grace
@@ -1362,6 +1383,7 @@ local aheadMs, graceMs, deadMs, batch = unpack(ARGV, 4)
 batch = tonumber(batch)
 local redisNow = nowMs()
 local now = redisNow + tonumber(aheadMs)
+continuity(redisNow)
 for _, node in ipairs(redis.call('ZRANGEBYSCORE', K.nodes, '-inf', redisNow - tonumber(deadMs))) do
   reapNode(node, redisNow + tonumber(graceMs))
   -- Tells the node, should it be alive after all, that its sessions are over.
@@ -1432,6 +1454,7 @@ return 0
     `
 local node = ARGV[4]
 local declaredDead = redis.call('DEL', K.deadNode(node))
+continuity(nowMs())
 redis.call('ZADD', K.nodes, nowMs(), node)
 local generation = redis.call('GET', K.generation)
 if not generation then
