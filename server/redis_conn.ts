@@ -62,7 +62,9 @@ export function connectRedis(target: RedisTarget, options: ConnectOptions = {}):
       slotsRefreshTimeout: CONNECT_TIMEOUT_MS,
       // The slot map is also refreshed on every MOVED and connection error; the interval
       // catches a failover seen by no command.
-      slotsRefreshInterval: 2_000,
+      // A subscriber sends nothing that would tell it of a failover: it looks more often, as
+      // what is published before it moves to the new master does not reach it.
+      slotsRefreshInterval: options.subscriber ? 500 : 2_000,
       shardedSubscribers: options.subscriber === true,
       redisOptions: {
         maxRetriesPerRequest: 0,
