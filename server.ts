@@ -11,10 +11,14 @@ import process from "node:process";
 import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import pkg from "./package.json" with { type: "json" };
-import { newId } from "./protocol/mod.ts";
+import { newId } from "./server/ids.ts";
 import { iceServers, jwtAuth } from "./server/auth.ts";
 import { type Config, ConfigError, parseConfig, usage } from "./server/config.ts";
+import type { Frontend } from "./server/frontends/frontend.ts";
+import { peerjs } from "./server/frontends/peerjs.ts";
 import { slash } from "./server/frontends/slash.ts";
+import { yWebrtc } from "./server/frontends/y_webrtc.ts";
+import { ConnectionGuard } from "./server/guard.ts";
 import { Hub } from "./server/hub/mod.ts";
 import { createLogger } from "./server/log.ts";
 import { MemoryStore } from "./server/store/memory.ts";
@@ -127,13 +131,46 @@ const serveOptions: ServeOptions = {
   allowOrigin: config.allowOrigin,
   maxPayload: config.maxFrame * 16,
   maxBuffered: config.maxBuffered,
+  guard: new ConnectionGuard({
+    maxConns: config.maxConns,
+    maxConnsPerIp: config.maxConnsPerIp,
+    trustProxy: config.trustProxy,
+    log,
+    metrics: hub.metrics,
+  }),
+  headerTimeoutMs: config.headerTimeoutMs,
 };
 // The runtime is picked here, and only here.
 const runtime = "Bun" in globalThis ? "bun" : "deno";
 const adapter = runtime === "bun"
   ? await import("./server/bun.ts")
   : await import("./server/deno.ts");
-const listener: Listener = await adapter.serve(hub, [slash], serveOptions);
+// PeerJS and y-webrtc clients cannot present this server's signed tokens: with an auth
+// secret, their endpoints are served only when turned on explicitly.
+const open = config.authSecret === undefined;
+const frontends: Frontend[] = [
+  slash,
+  peerjs(
+    (config.peerjs ?? open)
+      ? {
+        key: config.peerjsKey,
+        discovery: config.peerjsDiscovery,
+        expireMs: config.peerjsExpireMs,
+        aliveMs: config.peerjsAliveMs,
+        allowOrigin: config.allowOrigin,
+      }
+      : { off: OFF("peerjs") },
+  ),
+  yWebrtc((config.yWebrtc ?? open) ? { pingMs: config.yWebrtcPingMs } : { off: OFF("y-webrtc") }),
+];
+const listener: Listener = await adapter.serve(hub, frontends, serveOptions);
+
+/** Why an endpoint is turned off. */
+function OFF(flag: string): string {
+  return config.authSecret === undefined
+    ? `turned off (--${flag} off)`
+    : `turned off: this server requires signed tokens (--${flag} on serves it anyway)`;
+}
 
 let stopping = false;
 /** Shuts down gracefully within `--shutdown-ms`; exits 0 when it did, 1 when it could not. */
@@ -174,6 +211,8 @@ log.info("started", {
   runtime,
   node,
   store: store.kind,
+  peerjs: config.peerjs ?? open,
+  yWebrtc: config.yWebrtc ?? open,
   port: listener.port,
   version: pkg.version,
 });

@@ -54,6 +54,7 @@ function loadgenArgs(
     "--size",
     String(o.size),
   ];
+  if (t.path !== undefined) a.push("--path", t.path);
   // Two nodes: receivers on the second (all of them in relay, half in fan-out), CPU of both.
   if (s2) a.push("--port2", String(s2.port), "--pid2", String(s2.pid));
   if (t.redis && redisPid() > 0) a.push("--aux-pid", String(redisPid()));

@@ -87,6 +87,12 @@ export const TARGET_LABELS: Record<string, string> = {
   "signaller-bun-redis-2": "Signaller (Bun, Redis, 2 nodes)",
   "signaller-deno-redis": "Signaller (Deno, Redis)",
   "signaller-deno-redis-2": "Signaller (Deno, Redis, 2 nodes)",
+  "signaller-bun-nostreams": "Signaller (Bun, streams off)",
+  "signaller-deno-nostreams": "Signaller (Deno, streams off)",
+  "signaller-bun-peerjs": "Signaller's PeerJS endpoint (Bun)",
+  "signaller-deno-peerjs": "Signaller's PeerJS endpoint (Deno)",
+  "signaller-bun-y-webrtc": "Signaller's y-webrtc endpoint (Bun)",
+  "signaller-deno-y-webrtc": "Signaller's y-webrtc endpoint (Deno)",
 };
 
 /** A target's display name (its own name when it has none). */

@@ -17,6 +17,8 @@
  *                      report to bench/.build/RESULTS.quick.md unless --out is given
  *   --only a,b         targets: signaller-bun, signaller-deno, signaller-bun-redis,
  *                      signaller-deno-redis, signaller-bun-redis-2, signaller-deno-redis-2,
+ *                      signaller-bun-peerjs, signaller-deno-peerjs, signaller-bun-y-webrtc,
+ *                      signaller-deno-y-webrtc, signaller-bun-nostreams, signaller-deno-nostreams,
  *                      floor-bun, floor-deno, y-webrtc, peerjs
  *   --phases a,b       phases: fanout, latency, relay, idle
  *   --duration S       measured seconds per throughput phase (default 5; quick 1)
@@ -148,8 +150,26 @@ async function write(meta: RunMeta, records: RunRecord[], o: BenchOptions): Prom
   const json = `${BUILD}/${o.out.split("/").pop()!.replace(/\.md$/, "")}.json`;
   await Deno.writeTextFile(json, JSON.stringify({ meta, records }, null, 2));
   const summary = renderSummary(records, o.conns);
-  await Deno.writeTextFile(o.out, renderReport(meta, records, summary));
+  await Deno.writeTextFile(o.out, await keepSoak(o.out, renderReport(meta, records, summary)));
   return summary;
+}
+
+/**
+ * `report` with the "Soak" section of the report already at `out` appended: the soak
+ * (`bench/soak.ts`) is run and written up by hand, apart from this bench.
+ */
+async function keepSoak(out: string, report: string): Promise<string> {
+  let old = "";
+  try {
+    old = await Deno.readTextFile(out);
+  } catch {
+    return report;
+  }
+  const at = old.indexOf("\n## Soak");
+  if (at < 0) return report;
+  const next = old.indexOf("\n## ", at + 1);
+  const section = old.slice(at + 1, next < 0 ? undefined : next + 1).trimEnd();
+  return `${report.trimEnd()}\n\n${section}\n`;
 }
 
 /** `--render FILE.json`: rewrites the report from a saved run. */
@@ -159,7 +179,7 @@ async function render(json: string, out: string): Promise<void> {
     records: RunRecord[];
   };
   const summary = renderSummary(records, Number(meta.settings.conns));
-  await Deno.writeTextFile(out, renderReport(meta, records, summary));
+  await Deno.writeTextFile(out, await keepSoak(out, renderReport(meta, records, summary)));
   console.log(`${summary}\n\nwrote ${out} from ${json}`);
 }
 

@@ -1,7 +1,8 @@
 /**
  * The servers the bench measures and how each is started: Signaller on each
- * runtime found (in memory, and in Redis mode on one node and on two), the
- * floors, y-webrtc's signalling server and peerjs-server.
+ * runtime found (in memory, and in Redis mode on one node and on two; its
+ * PeerJS and y-webrtc endpoints too), the floors, y-webrtc's signalling server
+ * and peerjs-server.
  * @module
  */
 import { exists, ROOT } from "./paths.ts";
@@ -27,6 +28,8 @@ export interface Target {
   ): { cmd: string[]; env?: Record<string, string> };
   /** The server cannot listen on port 0 and report it: the bench picks one. */
   choosePort?: boolean;
+  /** The WebSocket path the generator opens (default `/`; the PeerJS protocol adds its own). */
+  path?: string;
   /** A stdout line that says the server listens; group 1 is the port when present. */
   ready: RegExp;
   /** Signaller in Redis mode: each phase gets a fresh key prefix, deleted after the phase. */
@@ -58,6 +61,11 @@ export function discoverTargets(has: Available): Target[] {
     ...listen(port),
     "--rate",
     "0",
+    // Every generated connection comes from 127.0.0.1, and the idle phase opens 20 000.
+    "--max-conns",
+    "0",
+    "--max-conns-per-ip",
+    "0",
     "--log",
     "warn",
     ...(redisPrefix === undefined ? [] : ["--redis", REDIS_URL, "--redis-prefix", redisPrefix]),
@@ -77,6 +85,34 @@ export function discoverTargets(has: Available): Target[] {
       name: `signaller-${rt}`,
       proto: "signaller",
       phases: ["fanout", "latency", "relay", "idle"],
+      command: (port) => ({ cmd: [...exe, ...sigArgs(port)] }),
+      ready: sigReady,
+    });
+  }
+  // The same with message streams off: what keeping history and numbering messages costs.
+  for (const [rt, exe] of signallerOn) {
+    all.push({
+      name: `signaller-${rt}-nostreams`,
+      proto: "signaller",
+      phases: ["fanout", "relay"],
+      command: (port) => ({ cmd: [...exe, ...sigArgs(port), "--history", "0"] }),
+      ready: sigReady,
+    });
+  }
+  // Signaller's PeerJS and y-webrtc endpoints, driven exactly as the servers they replace.
+  for (const [rt, exe] of signallerOn) {
+    all.push({
+      name: `signaller-${rt}-peerjs`,
+      proto: "peerjs",
+      phases: ["relay"],
+      command: (port) => ({ cmd: [...exe, ...sigArgs(port)] }),
+      ready: sigReady,
+    });
+    all.push({
+      name: `signaller-${rt}-y-webrtc`,
+      proto: "ywebrtc",
+      phases: ["fanout"],
+      path: "/y-webrtc",
       command: (port) => ({ cmd: [...exe, ...sigArgs(port)] }),
       ready: sigReady,
     });

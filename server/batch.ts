@@ -2,7 +2,9 @@
  * Per-turn batching of outgoing events: what one socket is sent within one
  * turn of the event loop leaves as one frame of newline-delimited JSON
  * (PROTOCOL.md allows several objects per frame), so a burst costs one write
- * per socket instead of one per event.
+ * per socket instead of one per event. For protocols whose clients want one
+ * message per frame, the turn's messages leave as that many frames, written
+ * together where the runtime can (Bun's `cork`).
  */
 
 /** Connections with text waiting, flushed together once the turn's input is handled. */
@@ -29,6 +31,12 @@ export function flushBatches(): void {
 export abstract class Batched {
   /** This turn's text; none between turns (an idle socket holds no array). */
   #pending?: string[];
+  readonly #batch: boolean;
+
+  /** `batch`: false for a socket whose protocol wants one message per frame. */
+  constructor(batch = true) {
+    this.#batch = batch;
+  }
 
   /** Queues `text` for this turn's frame. */
   send(text: string): void {
@@ -46,7 +54,9 @@ export abstract class Batched {
     const p = this.#pending;
     if (p === undefined) return;
     this.#pending = undefined;
-    this.write(p.length === 1 ? p[0] : p.join("\n"));
+    if (p.length === 1) this.write(p[0]);
+    else if (this.#batch) this.write(p.join("\n"));
+    else this.writeFrames(p);
   }
 
   /** Writes one frame to the socket. */
@@ -54,4 +64,9 @@ export abstract class Batched {
 
   /** A flush threw (a frame too large to build, a socket gone wrong): close the socket. */
   abstract failed(error: unknown): void;
+
+  /** Writes several frames, one message each; a runtime that can write them at once does. */
+  protected writeFrames(frames: string[]): void {
+    for (const f of frames) this.write(f);
+  }
 }

@@ -5,6 +5,7 @@
  */
 import { CloseCodes } from "../protocol/mod.ts";
 import { Batched, flushBatches } from "./batch.ts";
+import { DEFAULTS } from "./config.ts";
 import { type Frontend, route, type SocketHandler } from "./frontends/frontend.ts";
 import type { Connection, Hub } from "./hub/mod.ts";
 import { handleHttp, originAllowed } from "./http.ts";
@@ -12,8 +13,20 @@ import type { Listener, ServeOptions } from "./serve.ts";
 
 /** The parts of Bun's `ServerWebSocket` the adapter uses. */
 interface BunSocket {
-  data: { remote: string; url: URL; frontend: Frontend; handler?: SocketHandler };
+  data: {
+    remote: string;
+    url: URL;
+    frontend: Frontend;
+    handler?: SocketHandler;
+    /** The front-end's own ping period: whether the last ping got its pong, and the timer. */
+    ponged?: boolean;
+    pinger?: ReturnType<typeof setInterval>;
+    release?: () => void;
+  };
   send(text: string): number;
+  cork(write: () => void): void;
+  ping(): number;
+  terminate(): void;
   publish(topic: string, text: string): number;
   subscribe(topic: string): void;
   unsubscribe(topic: string): void;
@@ -40,8 +53,8 @@ declare const Bun: {
  * fan-out bypasses the batch through Bun's native publish.
  */
 class BunConnection extends Batched implements Connection {
-  constructor(readonly ws: BunSocket, readonly remoteAddress: string) {
-    super();
+  constructor(readonly ws: BunSocket, readonly remoteAddress: string, batch: boolean) {
+    super(batch);
   }
   protected write(frame: string): void {
     // -1: queued behind backpressure (the hub checks the buffer); 0: dropped, and
@@ -51,6 +64,12 @@ class BunConnection extends Batched implements Connection {
   failed(): void {
     // Only a frame too large to build throws here: the client is far behind.
     this.ws.close(CloseCodes.TOO_SLOW, "too slow: messages not read");
+  }
+  protected override writeFrames(frames: string[]): void {
+    // One write for all of them.
+    this.ws.cork(() => {
+      for (const f of frames) this.ws.send(f);
+    });
   }
   get bufferedAmount(): number {
     return this.ws.getBufferedAmount();
@@ -71,16 +90,28 @@ export function serve(
     port: o.port,
     hostname: o.host,
     tls: o.cert === undefined ? undefined : { cert: o.cert, key: o.key },
+    // Seconds an HTTP connection may stay silent, a half-sent request head included.
+    idleTimeout: Math.min(
+      255,
+      Math.max(1, Math.ceil((o.headerTimeoutMs ?? DEFAULTS.headerTimeoutMs) / 1000)),
+    ),
     fetch(req: Request, srv: BunServer) {
-      if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") return handleHttp(req, hub);
+      if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+        return handleHttp(req, hub, frontends);
+      }
       if (!originAllowed(req.headers.get("origin"), o.allowOrigin)) {
         return new Response("origin not allowed\n", { status: 403 });
       }
       const url = new URL(req.url);
       const frontend = route(frontends, url);
       if (frontend === undefined) return new Response("not found\n", { status: 404 });
-      const remote = srv.requestIP(req)?.address ?? "";
-      if (srv.upgrade(req, { data: { remote, url, frontend } })) return undefined;
+      const peer = srv.requestIP(req)?.address ?? "";
+      const admitted = o.guard?.admit(req, peer);
+      if (admitted instanceof Response) return admitted;
+      const remote = admitted?.address ?? peer;
+      const release = admitted?.release;
+      if (srv.upgrade(req, { data: { remote, url, frontend, release } })) return undefined;
+      release?.();
       return new Response("WebSocket upgrade failed\n", { status: 400 });
     },
     websocket: {
@@ -94,14 +125,32 @@ export function serve(
       publishToSelf: false,
       open(ws: BunSocket) {
         const { frontend, remote, url } = ws.data;
-        ws.data.handler = frontend.open(hub, new BunConnection(ws, remote), url);
+        ws.data.handler = frontend.open(
+          hub,
+          new BunConnection(ws, remote, frontend.batch ?? true),
+          url,
+        );
+        if (frontend.pingMs !== undefined) {
+          // Bun's own pings follow the server-wide idle timeout: this front-end wants its own.
+          ws.data.ponged = true;
+          ws.data.pinger = setInterval(() => {
+            if (!ws.data.ponged) return ws.terminate();
+            ws.data.ponged = false;
+            ws.ping();
+          }, frontend.pingMs);
+        }
+      },
+      pong(ws: BunSocket) {
+        ws.data.ponged = true;
       },
       message(ws: BunSocket, message: string | Uint8Array) {
         if (typeof message === "string") ws.data.handler!.text(message);
         else ws.data.handler!.binary(message);
       },
-      close(ws: BunSocket) {
-        ws.data.handler?.closed();
+      close(ws: BunSocket, code: number) {
+        clearInterval(ws.data.pinger);
+        ws.data.release?.();
+        ws.data.handler?.closed(code);
       },
     },
   });

@@ -29,11 +29,22 @@ export interface Config {
   maxMembers: number;
   maxCreates: number;
   allowOrigin?: string[];
+  maxConns: number;
+  maxConnsPerIp: number;
+  trustProxy: boolean;
+  headerTimeoutMs: number;
   stun?: string[];
   turn?: string[];
   turnSecret?: string;
   cert?: string;
   key?: string;
+  peerjs?: boolean;
+  peerjsKey: string;
+  peerjsDiscovery: boolean;
+  peerjsExpireMs: number;
+  peerjsAliveMs: number;
+  yWebrtc?: boolean;
+  yWebrtcPingMs: number;
   log: Level;
   help: boolean;
 }
@@ -72,6 +83,20 @@ export const DEFAULTS = {
   maxCreates: 200,
   /** How long a graceful shutdown may take before the process exits anyway, ms. */
   shutdownMs: 10_000,
+  /**
+   * Open WebSockets a node serves (0: no limit). An idle described connection
+   * costs about 21 KiB on Deno and 5 KiB on Bun, so 10 000 stay near 200 MB
+   * at most, and with one descriptor each they stay well below the open-files
+   * limit a service is usually given; raise it (and `ulimit -n`) for bigger nodes.
+   */
+  maxConns: 10_000,
+  /**
+   * Open WebSockets from one client address (0: no limit). Viewers behind one
+   * carrier-grade NAT share an address, so it is far above one browser's needs.
+   */
+  maxConnsPerIp: 256,
+  /** Time allowed for a request's head (and the TLS handshake) to arrive, ms. */
+  headerTimeoutMs: 10_000,
   log: "info",
   /** How often a node beats into Redis, ms. */
   heartbeatMs: 1_000,
@@ -85,7 +110,7 @@ interface Option {
   flag: string;
   env: string;
   def?: string;
-  kind: "int" | "string" | "list" | "level";
+  kind: "int" | "string" | "list" | "level" | "switch" | "bool";
   help: string;
 }
 
@@ -257,6 +282,36 @@ export const OPTIONS: Record<Exclude<keyof Config, "help">, Option> = {
     kind: "list",
     help: "comma-separated Origins allowed to open a WebSocket (default: any)",
   },
+  maxConns: {
+    flag: "max-conns",
+    env: "SIGNALLER_MAX_CONNS",
+    def: String(DEFAULTS.maxConns),
+    kind: "int",
+    help: "open WebSockets this node serves; more are refused with HTTP 503 (0: no limit)",
+  },
+  maxConnsPerIp: {
+    flag: "max-conns-per-ip",
+    env: "SIGNALLER_MAX_CONNS_PER_IP",
+    def: String(DEFAULTS.maxConnsPerIp),
+    kind: "int",
+    help: "open WebSockets from one address (IPv6: one /64); more are refused with HTTP 429 " +
+      "(0: no limit)",
+  },
+  trustProxy: {
+    flag: "trust-proxy",
+    env: "SIGNALLER_TRUST_PROXY",
+    def: "false",
+    kind: "bool",
+    help: "take the client address from the last hop of X-Forwarded-For (behind a reverse proxy)",
+  },
+  headerTimeoutMs: {
+    flag: "header-timeout-ms",
+    env: "SIGNALLER_HEADER_TIMEOUT_MS",
+    def: String(DEFAULTS.headerTimeoutMs),
+    kind: "int",
+    help: "time allowed for a request's head (and TLS handshake) before the connection is " +
+      "closed (Bun: its HTTP idle timeout; it closes an unfinished head after about 10 s itself)",
+  },
   stun: {
     flag: "stun",
     env: "SIGNALLER_STUN",
@@ -282,6 +337,54 @@ export const OPTIONS: Record<Exclude<keyof Config, "help">, Option> = {
     help: "TLS certificate file (PEM): serve wss://",
   },
   key: { flag: "key", env: "SIGNALLER_KEY", kind: "string", help: "TLS private key file (PEM)" },
+  peerjs: {
+    flag: "peerjs",
+    env: "SIGNALLER_PEERJS",
+    kind: "switch",
+    help: "serve PeerJS clients on /peerjs (on, off; default: on, but off with --auth-secret: " +
+      "their clients cannot present its tokens)",
+  },
+  peerjsKey: {
+    flag: "peerjs-key",
+    env: "SIGNALLER_PEERJS_KEY",
+    def: "peerjs",
+    kind: "string",
+    help: "the `key` PeerJS clients must give",
+  },
+  peerjsDiscovery: {
+    flag: "peerjs-discovery",
+    env: "SIGNALLER_PEERJS_DISCOVERY",
+    def: "off",
+    kind: "switch",
+    help: "GET /KEY/peers lists the connected PeerJS ids (on, off)",
+  },
+  peerjsExpireMs: {
+    flag: "peerjs-expire-ms",
+    env: "SIGNALLER_PEERJS_EXPIRE_MS",
+    def: "5000",
+    kind: "int",
+    help: "how long a PeerJS message waits for its target to connect before EXPIRE",
+  },
+  peerjsAliveMs: {
+    flag: "peerjs-alive-ms",
+    env: "SIGNALLER_PEERJS_ALIVE_MS",
+    def: "90000",
+    kind: "int",
+    help: "a PeerJS socket silent this long (no HEARTBEAT) is closed",
+  },
+  yWebrtc: {
+    flag: "y-webrtc",
+    env: "SIGNALLER_Y_WEBRTC",
+    kind: "switch",
+    help: "serve y-webrtc clients on /y-webrtc (on, off; default: on, but off with --auth-secret)",
+  },
+  yWebrtcPingMs: {
+    flag: "y-webrtc-ping-ms",
+    env: "SIGNALLER_Y_WEBRTC_PING_MS",
+    def: "30000",
+    kind: "int",
+    help: "ping period of y-webrtc sockets; one without a pong for as long is closed",
+  },
   log: {
     flag: "log",
     env: "SIGNALLER_LOG",
@@ -297,7 +400,9 @@ export class ConfigError extends Error {}
 /** Resolves the configuration from command-line `args` and environment `env`. */
 export function parseConfig(args: string[], env: Record<string, string | undefined>): Config {
   const options: Record<string, { type: "string" | "boolean" }> = { help: { type: "boolean" } };
-  for (const o of Object.values(OPTIONS)) options[o.flag] = { type: "string" };
+  for (const o of Object.values(OPTIONS)) {
+    options[o.flag] = { type: o.kind === "bool" ? "boolean" : "string" };
+  }
   let values: Record<string, string | boolean | undefined>;
   try {
     values = parseArgs({ args, options, strict: true, allowPositionals: false }).values;
@@ -308,7 +413,8 @@ export function parseConfig(args: string[], env: Record<string, string | undefin
   for (const [name, o] of Object.entries(OPTIONS)) {
     // An empty environment variable is as if unset (`PORT=` keeps the default port).
     const fromEnv = env[o.env] === "" ? undefined : env[o.env];
-    const raw = (values[o.flag] as string | undefined) ?? fromEnv ?? o.def;
+    const flag = values[o.flag];
+    const raw = (typeof flag === "boolean" ? String(flag) : flag) ?? fromEnv ?? o.def;
     if (raw === undefined || raw === "") continue;
     config[name] = convert(o, raw);
   }
@@ -326,8 +432,19 @@ function convert(o: Option, raw: string): unknown {
       }
       return Number(raw);
     }
+    case "bool": {
+      const v = raw.toLowerCase();
+      if (["1", "true", "yes", "on"].includes(v)) return true;
+      if (["0", "false", "no", "off"].includes(v)) return false;
+      throw new ConfigError(`${o.env} takes true or false, not ${raw}`);
+    }
     case "list":
       return raw.split(",").map((s) => s.trim()).filter((s) => s.length > 0);
+    case "switch":
+      if (!Object.hasOwn(SWITCH, raw)) {
+        throw new ConfigError(`--${o.flag} takes on or off, not ${raw}`);
+      }
+      return SWITCH[raw];
     case "level":
       if (!(LEVELS as readonly string[]).includes(raw)) {
         throw new ConfigError(`--${o.flag} takes one of ${LEVELS.join(", ")}`);
@@ -337,6 +454,17 @@ function convert(o: Option, raw: string): unknown {
       return raw;
   }
 }
+
+const SWITCH: Record<string, boolean> = {
+  on: true,
+  off: false,
+  true: true,
+  false: false,
+  yes: true,
+  no: false,
+  "1": true,
+  "0": false,
+};
 
 /** The `--help` text. */
 export function usage(): string {
@@ -350,7 +478,7 @@ export function usage(): string {
   ];
   for (const o of Object.values(OPTIONS)) {
     const left = `  --${o.flag}${
-      o.kind === "level" || o.kind === "string" || o.kind === "list" ? " VALUE" : " N"
+      o.kind === "bool" ? "" : o.kind === "int" ? " N" : o.kind === "switch" ? " on|off" : " VALUE"
     }`;
     lines.push(`${left.padEnd(26)}${o.env.padEnd(26)}${o.help}${o.def ? ` [${o.def}]` : ""}`);
   }

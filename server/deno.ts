@@ -1,10 +1,15 @@
 /**
- * The Deno adapter: `Deno.serve` + `Deno.upgradeWebSocket` → the hub's
+ * The Deno adapter: HTTP and WebSocket upgrades → the hub's
  * {@linkcode Connection}. Events bound for one socket within one turn of the
- * event loop leave as one frame (newline-delimited JSON).
+ * event loop leave as one frame (newline-delimited JSON). It serves with
+ * `deno_http.ts` (a request head has a deadline; a frame is judged by its
+ * header) where `Deno.serve` and `Deno.upgradeWebSocket` have neither limit.
  */
 import { CloseCodes } from "../protocol/mod.ts";
 import { Batched } from "./batch.ts";
+import { DEFAULTS } from "./config.ts";
+import { serveHttp, upgradeWebSocket } from "./deno_http.ts";
+import type { ServerWebSocket } from "./deno_websocket.ts";
 import { type Frontend, route } from "./frontends/frontend.ts";
 import type { Connection, Hub } from "./hub/mod.ts";
 import { handleHttp, originAllowed } from "./http.ts";
@@ -12,7 +17,7 @@ import type { Listener, ServeOptions } from "./serve.ts";
 
 /** A socket with per-turn batching of outgoing text. */
 class DenoConnection extends Batched implements Connection {
-  #ws: WebSocket;
+  #ws: ServerWebSocket;
   /**
    * What earlier flushes had left unwritten when this turn's batch was handed
    * over: the client's backlog. Deno writes between turns, so the batch just
@@ -21,8 +26,8 @@ class DenoConnection extends Batched implements Connection {
   #backlog = 0;
   readonly remoteAddress: string;
 
-  constructor(ws: WebSocket, remoteAddress: string) {
-    super();
+  constructor(ws: ServerWebSocket, remoteAddress: string, batch: boolean) {
+    super(batch);
     this.#ws = ws;
     this.remoteAddress = remoteAddress;
   }
@@ -60,32 +65,47 @@ export function serve(
   o: ServeOptions,
 ): Promise<Listener> {
   return new Promise((resolve) => {
-    const server = Deno.serve({
+    const server = serveHttp({
       port: o.port,
       hostname: o.host,
       cert: o.cert,
       key: o.key,
+      headerTimeoutMs: o.headerTimeoutMs ?? DEFAULTS.headerTimeoutMs,
+      onError: (e) => hub.log.error("http server error", { error: String(e) }),
       onListen: ({ port, hostname }) =>
         resolve({ port, host: hostname, close: () => server.shutdown() }),
     }, (req, info) => {
-      if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") return handleHttp(req, hub);
+      if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+        return handleHttp(req, hub, frontends);
+      }
       if (!originAllowed(req.headers.get("origin"), o.allowOrigin)) {
         return new Response("origin not allowed\n", { status: 403 });
       }
       const url = new URL(req.url);
       const frontend = route(frontends, url);
       if (frontend === undefined) return new Response("not found\n", { status: 404 });
-      const remote = (info.remoteAddr as Deno.NetAddr).hostname;
-      const { socket, response } = Deno.upgradeWebSocket(req);
-      socket.binaryType = "arraybuffer";
+      const { socket, response } = upgradeWebSocket(req, {
+        maxPayload: o.maxPayload,
+        onError: (e) => hub.unexpected("socket handler", e),
+        // A socket idle this long is pinged, and closed when no pong follows.
+        pingMs: frontend.pingMs,
+      });
+      const admitted = o.guard?.admit(req, info.remoteAddr.hostname);
+      if (admitted instanceof Response) return admitted;
+      const remote = admitted?.address ?? info.remoteAddr.hostname;
+      socket.onclose = () => admitted?.release();
       socket.onopen = () => {
-        const handler = frontend.open(hub, new DenoConnection(socket, remote), url);
+        const conn = new DenoConnection(socket, remote, frontend.batch ?? true);
+        const handler = frontend.open(hub, conn, url);
         socket.onmessage = (e) =>
           typeof e.data === "string"
             ? handler.text(e.data)
             : handler.binary(new Uint8Array(e.data as ArrayBuffer));
-        socket.onclose = () => handler.closed();
-        socket.onerror = () => {};
+        socket.onclose = (e) => {
+          admitted?.release();
+          // A connection lost without a close frame is 1006.
+          handler.closed(e.wasClean ? e.code : 1006);
+        };
       };
       return response;
     });

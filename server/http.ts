@@ -1,9 +1,23 @@
-/** The HTTP routes next to the socket: health, metrics, the page at `/`. */
+/**
+ * The HTTP routes next to the socket: health, metrics, the page at `/`, and
+ * the routes of the front-ends that have their own.
+ */
+import type { Frontend } from "./frontends/frontend.ts";
 import type { Hub } from "./hub/mod.ts";
+import { servePage } from "./page.ts";
 
 /** Answers a plain HTTP request (anything but a WebSocket upgrade). */
-export async function handleHttp(req: Request, hub: Hub): Promise<Response> {
-  const path = new URL(req.url).pathname;
+export async function handleHttp(
+  req: Request,
+  hub: Hub,
+  frontends: readonly Frontend[] = [],
+): Promise<Response> {
+  const url = new URL(req.url);
+  for (const f of frontends) {
+    const res = f.http?.(req, url);
+    if (res !== undefined) return await res;
+  }
+  const path = url.pathname;
   if (req.method !== "GET" && req.method !== "HEAD") {
     return new Response("method not allowed\n", { status: 405 });
   }
@@ -20,7 +34,7 @@ export async function handleHttp(req: Request, hub: Hub): Promise<Response> {
         headers: { "content-type": "text/plain; version=0.0.4" },
       });
     case "/":
-      return new Response(PAGE, { headers: { "content-type": "text/html; charset=utf-8" } });
+      return servePage(req);
     default:
       return new Response("not found\n", { status: 404 });
   }
@@ -30,11 +44,3 @@ export async function handleHttp(req: Request, hub: Hub): Promise<Response> {
 export function originAllowed(origin: string | null, allowed: string[] | undefined): boolean {
   return allowed === undefined || (origin !== null && allowed.includes(origin));
 }
-
-const PAGE = `<!doctype html>
-<meta charset="utf-8">
-<title>Signaller</title>
-<h1>Signaller</h1>
-<p>A WebRTC signalling server. Open a WebSocket to this address and send <code>/descp {"id":"…","name":"…"}</code>.</p>
-<p><a href="/healthz">/healthz</a> · <a href="/metrics">/metrics</a></p>
-`;

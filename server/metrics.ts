@@ -33,13 +33,20 @@ export class Histogram {
   }
 }
 
+/** Message counts by front-end, then by message type. */
+export type Counts = Map<string, Map<string, number>>;
+
 /** The server's metrics. Gauges are read from `gauges` at scrape time. */
 export class Metrics {
-  readonly messagesIn = new Map<string, number>();
-  readonly messagesOut = new Map<string, number>();
+  /** Messages received, by front-end and by the type its protocol gives them. */
+  readonly messagesIn: Counts = new Map();
+  /** Messages sent, by the recipient's front-end and type. */
+  readonly messagesOut: Counts = new Map();
   readonly errors = new Map<number, number>();
   /** Failures nobody planned for (a bug, a store that threw), by where they happened. */
   readonly unexpected = new Map<string, number>();
+  /** WebSocket upgrades refused at the edge, by limit: `ip` (429) or `global` (503). */
+  readonly refused = new Map<string, number>();
   readonly fanout = new Histogram();
   readonly store = new Histogram();
   gauges: () => Record<string, number> = () => ({});
@@ -49,20 +56,42 @@ export class Metrics {
     map.set(key, (map.get(key) ?? 0) + n);
   }
 
+  /** Counts `n` messages of `type` received by a socket of `frontend`. */
+  countIn(frontend: string, type: string, n = 1): void {
+    add(this.messagesIn, frontend, type, n);
+  }
+
+  /** Counts `n` messages of `type` sent to sockets of `frontend`. */
+  countOut(frontend: string, type: string, n = 1): void {
+    add(this.messagesOut, frontend, type, n);
+  }
+
   /** The Prometheus text exposition. */
   render(): string {
     const out: string[] = [];
     for (const [name, value] of Object.entries(this.gauges())) {
       out.push(`# TYPE signaller_${name} gauge`, `signaller_${name} ${value}`);
     }
-    const counter = (name: string, label: string, map: Map<string | number, number>) => {
+    const messages = (name: string, counts: Counts) => {
       out.push(`# TYPE ${name} counter`);
-      for (const [k, v] of map) out.push(`${name}{${label}="${k}"} ${v}`);
+      for (const [frontend, types] of counts) {
+        for (const [type, v] of types) {
+          out.push(`${name}{frontend="${escape(frontend)}",type="${escape(type)}"} ${v}`);
+        }
+      }
     };
-    counter("signaller_messages_in_total", "type", this.messagesIn);
-    counter("signaller_messages_out_total", "type", this.messagesOut);
-    counter("signaller_errors_total", "code", this.errors);
-    counter("signaller_unexpected_errors_total", "where", this.unexpected);
+    messages("signaller_messages_in_total", this.messagesIn);
+    messages("signaller_messages_out_total", this.messagesOut);
+    out.push("# TYPE signaller_errors_total counter");
+    for (const [code, v] of this.errors) out.push(`signaller_errors_total{code="${code}"} ${v}`);
+    out.push("# TYPE signaller_unexpected_errors_total counter");
+    for (const [where, v] of this.unexpected) {
+      out.push(`signaller_unexpected_errors_total{where="${escape(where)}"} ${v}`);
+    }
+    out.push("# TYPE signaller_connections_refused_total counter");
+    for (const [reason, v] of this.refused) {
+      out.push(`signaller_connections_refused_total{reason="${escape(reason)}"} ${v}`);
+    }
     out.push(
       "# TYPE signaller_fanout_seconds histogram",
       ...this.fanout.render("signaller_fanout_seconds"),
@@ -73,4 +102,15 @@ export class Metrics {
     );
     return out.join("\n") + "\n";
   }
+}
+
+function add(counts: Counts, frontend: string, type: string, n: number): void {
+  let types = counts.get(frontend);
+  if (types === undefined) counts.set(frontend, types = new Map());
+  types.set(type, (types.get(type) ?? 0) + n);
+}
+
+/** A label value as the Prometheus text format wants it. */
+function escape(value: string): string {
+  return value.replace(/[\\"\n]/g, (c) => c === "\n" ? "\\n" : "\\" + c);
 }

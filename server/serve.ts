@@ -1,4 +1,5 @@
 /** What every runtime adapter takes and returns. */
+import type { ConnectionGuard } from "./guard.ts";
 
 /** Options of a runtime adapter's `serve`. */
 export interface ServeOptions {
@@ -12,6 +13,10 @@ export interface ServeOptions {
   maxPayload: number;
   /** Bytes queued to one client before it is closed 4008. */
   maxBuffered: number;
+  /** Counts open WebSockets per address and in all; none: no connection limits. */
+  guard?: ConnectionGuard;
+  /** Time allowed for a request head, ms (`DEFAULTS.headerTimeoutMs` when absent). */
+  headerTimeoutMs?: number;
 }
 
 /** A listening server. */

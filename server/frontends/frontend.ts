@@ -13,16 +13,37 @@ export interface SocketHandler {
   text(frame: string): void;
   /** A binary frame arrived. */
   binary(data: Uint8Array): void;
-  /** The socket closed. */
-  closed(): void;
+  /**
+   * The socket closed, with the code the client's close frame carried (1005
+   * when it had none), or 1006 when the connection ended without one
+   * (undefined where the runtime does not tell).
+   */
+  closed(code?: number): void;
 }
 
 /** A wire protocol served on one path. */
 export interface Frontend {
   /** The path it serves; `/` also serves every path no other front-end claims. */
   readonly path: string;
+  /**
+   * Whether what one socket is sent within one turn may leave as one frame
+   * of newline-separated messages (default true). False for protocols whose
+   * clients parse exactly one message per frame.
+   */
+  readonly batch?: boolean;
+  /**
+   * How often the runtime pings an idle socket of this front-end, in ms; a
+   * socket that does not answer with a pong in as long is closed. Default:
+   * the runtime's own keep-alive.
+   */
+  readonly pingMs?: number;
   /** A socket opened on this front-end's path. */
   open(hub: Hub, conn: Connection, url: URL): SocketHandler;
+  /**
+   * Answers a plain HTTP request this front-end serves (its own routes next to
+   * the socket), or returns undefined to leave it to the others.
+   */
+  http?(req: Request, url: URL): Response | Promise<Response> | undefined;
 }
 
 /** The front-end for `url`: the one serving its path, else the one serving `/`. */

@@ -39,7 +39,7 @@ class SlashSocket implements SocketHandler {
 
   constructor(hub: Hub, conn: Connection) {
     this.#hub = hub;
-    this.#s = hub.open(conn);
+    this.#s = hub.open(conn, { frontend: "slash" });
     this.#frames = new Ordered((frame) => this.#run(frame), MAX_QUEUED_FRAMES);
   }
 
@@ -84,7 +84,7 @@ class SlashSocket implements SocketHandler {
     const parsed = parseCommand(frame);
     if (!parsed.ok) return this.#error(parsed.error.cmd, parsed.error.code, parsed.error.message);
     const c = parsed.command;
-    hub.metrics.count(hub.metrics.messagesIn, c.cmd);
+    hub.metrics.countIn("slash", c.cmd);
     if (s.id === null && c.cmd !== "descp") {
       this.#closeAfterReply = { code: CloseCodes.NOT_DESCRIBED, reason: "descp must come first" };
       return this.#error(c.cmd, Codes.ERR_NOTREGISTERED, "Describe yourself with /descp first");

@@ -8,7 +8,7 @@ import { CloseCodes } from "../../protocol/mod.ts";
 import { type Bus, channelTopic, type Envelope, peerTopic } from "../bus/bus.ts";
 import type { Metrics } from "../metrics.ts";
 import type { Outbound } from "./events.ts";
-import type { Connection, Session } from "./session.ts";
+import type { Connection, Session, Translation } from "./session.ts";
 
 /** How long {@linkcode Delivery.listening} waits for the bus, ms. */
 const LISTEN_TIMEOUT_MS = 5_000;
@@ -32,6 +32,27 @@ interface Members {
   readonly all: Set<Session>;
   /** With a native fan-out: members it cannot reach, sent to one by one. */
   direct?: Set<Session>;
+  /** With a native fan-out: its topics for the channel (one per translation), by name. */
+  topics?: Map<string, NativeTopic>;
+}
+
+/** The members a native topic reaches: the events' translation, if any, and counts by front-end. */
+interface NativeTopic {
+  readonly translation?: Translation;
+  readonly counts: Map<string, number>;
+}
+
+/** How the native fan-out reaches a session: the runtime's socket, and the translation if any. */
+interface Route {
+  readonly conn: Connection;
+  readonly translation?: Translation;
+}
+
+/** The native topic of `channel` for sockets reached through `route`. */
+function topicOf(channel: string, route: Route): string {
+  return route.translation === undefined
+    ? channelTopic(channel)
+    : channelTopic(channel) + "\n" + route.translation.key;
 }
 
 /** What delivery needs from the rest of the core. */
@@ -120,9 +141,27 @@ export class Delivery {
     }
     members.all.add(s);
     if (this.#fanout === undefined) return;
-    if (!s.holding && this.#fanout.accepts(s.conn)) {
-      this.#fanout.subscribe(s.conn, channelTopic(channel));
-    } else (members.direct ??= new Set()).add(s);
+    const route = s.holding ? undefined : this.#route(s);
+    if (route !== undefined) this.#subscribe(members, channel, s, route);
+    else (members.direct ??= new Set()).add(s);
+  }
+
+  /** How the native fan-out can reach `s`, if it can. */
+  #route(s: Session): Route | undefined {
+    const native = s.conn.native;
+    if (native !== undefined) return this.#fanout!.accepts(native.conn) ? native : undefined;
+    return this.#fanout!.accepts(s.conn) ? { conn: s.conn } : undefined;
+  }
+
+  #subscribe(members: Members, channel: string, s: Session, route: Route): void {
+    const topic = topicOf(channel, route);
+    this.#fanout!.subscribe(route.conn, topic);
+    members.topics ??= new Map();
+    let t = members.topics.get(topic);
+    if (t === undefined) {
+      members.topics.set(topic, t = { translation: route.translation, counts: new Map() });
+    }
+    t.counts.set(s.frontend, (t.counts.get(s.frontend) ?? 0) + 1);
   }
 
   /** `s` is no longer a member of `channel` here. */
@@ -130,8 +169,17 @@ export class Delivery {
     s.channels.delete(channel);
     const members = this.#local.get(channel);
     if (members === undefined || !members.all.delete(s)) return;
-    if (members.direct?.delete(s) !== true && !s.gone && this.#fanout?.accepts(s.conn)) {
-      this.#fanout.unsubscribe(s.conn, channelTopic(channel));
+    const route = this.#fanout === undefined || members.direct?.delete(s) === true
+      ? undefined
+      : this.#route(s);
+    if (route !== undefined) {
+      const topic = topicOf(channel, route);
+      const t = members.topics?.get(topic);
+      const n = (t?.counts.get(s.frontend) ?? 0) - 1;
+      if (n > 0) t!.counts.set(s.frontend, n);
+      else t?.counts.delete(s.frontend);
+      if (t?.counts.size === 0) members.topics!.delete(topic);
+      if (!s.gone) this.#fanout!.unsubscribe(route.conn, topic);
     }
     if (members.all.size > 0) return;
     this.#local.delete(channel);
@@ -170,11 +218,11 @@ export class Delivery {
       }
       this.write(s, h.text);
     }
-    if (this.#fanout === undefined || !this.#fanout.accepts(s.conn)) return;
+    const route = this.#fanout === undefined ? undefined : this.#route(s);
+    if (route === undefined) return;
     for (const channel of s.channels) {
-      if (this.#local.get(channel)?.direct?.delete(s)) {
-        this.#fanout.subscribe(s.conn, channelTopic(channel));
-      }
+      const members = this.#local.get(channel);
+      if (members?.direct?.delete(s)) this.#subscribe(members, channel, s, route);
     }
   }
 
@@ -183,7 +231,7 @@ export class Delivery {
     const s = this.peers.get(id);
     if (s !== undefined) {
       this.send(s, out.text, peerTopic(id), out.seq);
-      this.#o.metrics.count(this.#o.metrics.messagesOut, out.type);
+      if (!s.countsOut) this.#o.metrics.countOut(s.frontend, out.type);
     } else this.#o.bus.publish(peerTopic(id), { type: out.type, text: out.text });
   }
 
@@ -237,11 +285,9 @@ export class Delivery {
     const members = this.#local.get(channel);
     if (members !== undefined && out !== undefined) {
       const t0 = performance.now();
-      const sent = this.#fanout === undefined
-        ? this.#each(members.all, out, except, channelTopic(channel))
-        : this.#native(channel, members, out, except);
+      if (this.#fanout === undefined) this.#each(members.all, out, except, channelTopic(channel));
+      else this.#native(channel, members, out, except);
       this.#o.metrics.fanout.observe(performance.now() - t0);
-      this.#o.metrics.count(this.#o.metrics.messagesOut, out.type, sent);
     }
     if (drop !== undefined) {
       const s = this.peers.get(drop);
@@ -249,32 +295,57 @@ export class Delivery {
     }
   }
 
-  /** Sends to each of `members` but `except`; returns how many were sent to. */
-  #each(members: Iterable<Session>, out: Outbound, except?: string, stream?: string): number {
-    let n = 0;
+  /** Sends to each of `members` but `except`, counting them by front-end. */
+  #each(members: Iterable<Session>, out: Outbound, except?: string, stream?: string): void {
+    // Counted in runs of one front-end: usually a single run, one metrics update.
+    let frontend = "", run = 0;
     for (const s of members) {
       if (s.id === except) continue;
       this.send(s, out.text, stream, out.seq);
-      n++;
+      if (s.countsOut) continue;
+      if (s.frontend !== frontend) {
+        if (run > 0) this.#o.metrics.countOut(frontend, out.type, run);
+        frontend = s.frontend;
+        run = 0;
+      }
+      run++;
     }
-    return n;
+    if (run > 0) this.#o.metrics.countOut(frontend, out.type, run);
   }
 
-  /** One native publish for the runtime's sockets, a send each for the others. */
-  #native(channel: string, members: Members, out: Outbound, except?: string): number {
+  /**
+   * One native publish per topic of the channel (the runtime's own sockets,
+   * and the sockets of each translating front-end with the event translated
+   * once), a send each for the others.
+   */
+  #native(channel: string, members: Members, out: Outbound, except?: string): void {
     const sender = except === undefined ? undefined : this.peers.get(except);
-    const skip = sender !== undefined && members.all.has(sender) &&
-      members.direct?.has(sender) !== true;
-    const direct = members.direct === undefined
-      ? 0
-      : this.#each(members.direct, out, except, channelTopic(channel));
-    const native = members.all.size - (members.direct?.size ?? 0) - (skip ? 1 : 0);
-    const to = skip ? sender.conn : undefined;
-    if (native > 0 && this.#fanout!.publish(channelTopic(channel), out.text, to)) {
-      // Someone is backed up: find who is over the limit.
-      for (const s of members.all) this.#checkBuffered(s);
+    if (members.direct !== undefined) {
+      this.#each(members.direct, out, except, channelTopic(channel));
     }
-    return direct + native;
+    // The sender, when a native topic reaches it: that topic's publish skips its socket.
+    const from = sender !== undefined && members.all.has(sender) &&
+        members.direct?.has(sender) !== true
+      ? this.#route(sender)
+      : undefined;
+    let backedUp = false;
+    for (const [topic, t] of members.topics ?? []) {
+      const skip = from !== undefined && from.translation === t.translation;
+      let size = 0;
+      for (const n of t.counts.values()) size += n;
+      if (size - (skip ? 1 : 0) <= 0) continue;
+      const sent = t.translation === undefined
+        ? { text: out.text, type: out.type as string }
+        : t.translation.translate(out.text);
+      if (sent === undefined) continue;
+      if (this.#fanout!.publish(topic, sent.text, skip ? from.conn : undefined)) backedUp = true;
+      for (const [frontend, n] of t.counts) {
+        const k = skip && sender!.frontend === frontend ? n - 1 : n;
+        if (k > 0) this.#o.metrics.countOut(frontend, sent.type, k);
+      }
+    }
+    // Someone is backed up: find who is over the limit.
+    if (backedUp) { for (const s of members.all) this.#checkBuffered(s); }
   }
 
   #inChannels(channels: string[], out: Outbound, except?: string): void {
@@ -283,15 +354,13 @@ export class Delivery {
       for (const s of this.#local.get(c)?.all ?? []) {
         if (s.id === except || seen.has(s)) continue;
         seen.add(s);
-        this.send(s, out.text);
       }
     }
-    this.#o.metrics.count(this.#o.metrics.messagesOut, out.type, seen.size);
+    this.#each(seen, out);
   }
 
   #toAllHere(out: Outbound, except?: string): void {
-    const n = this.#each(this.peers.values(), out, except);
-    this.#o.metrics.count(this.#o.metrics.messagesOut, out.type, n);
+    this.#each(this.peers.values(), out, except);
   }
 
   #checkBuffered(s: Session): void {

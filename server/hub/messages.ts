@@ -3,13 +3,8 @@
  * and ICE to one peer, danmaku to a channel, an admin's word to everyone, and
  * the away state shown to the peers who share a channel.
  */
-import {
-  Codes,
-  type CommandArgs,
-  type EventOf,
-  newId,
-  type ReplyData,
-} from "../../protocol/mod.ts";
+import { Codes, type CommandArgs, type EventOf, type ReplyData } from "../../protocol/mod.ts";
+import { newId } from "../ids.ts";
 import { type Context, refuse, type Result } from "./context.ts";
 import { encode, head } from "./events.ts";
 import type { Routed } from "../store/store.ts";
@@ -19,12 +14,19 @@ import type { Session } from "./session.ts";
 /**
  * `/privmsg`: to one peer, wherever it is. No store round trip when the peer
  * is on this node and streams are off. With streams, the message is stored in
- * the target's inbox, also while it is in its grace (`queued`).
+ * the target's inbox, also while it is in its grace (`queued`); `keep` false
+ * keeps it in no stream, for protocols whose clients never ask for what they
+ * missed (an offline target is then `401`, as without streams).
  */
-export function privmsg(ctx: Context, s: Session, c: CommandArgs<"privmsg">): Result<"privmsg"> {
+export function privmsg(
+  ctx: Context,
+  s: Session,
+  c: CommandArgs<"privmsg">,
+  keep: boolean = ctx.store.history > 0,
+): Result<"privmsg"> {
   const id = newId(), ts = ctx.now();
   const event = { type: "privmsg" as const, id, ts, from: s.id!, to: c.peer, text: c.text };
-  if (ctx.store.history > 0) {
+  if (keep) {
     // A store that delivers does it through the bus, also to this node.
     if (ctx.store.delivers) ctx.needBus();
     return ctx.then(

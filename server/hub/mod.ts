@@ -39,8 +39,8 @@ import {
   type CommandArgs,
   type CommandName,
   MESSAGE_COMMANDS,
-  newId,
 } from "../../protocol/mod.ts";
+import { newId } from "../ids.ts";
 import { type Bus, type Envelope, NoBus } from "../bus/bus.ts";
 import { DEFAULTS } from "../config.ts";
 import { PeerRate } from "../limits.ts";
@@ -57,7 +57,7 @@ import * as messages from "./messages.ts";
 import * as moderation from "./moderation.ts";
 import { type Connection, Session } from "./session.ts";
 
-export type { Connection, Peer } from "./session.ts";
+export type { Connection, Peer, Translation } from "./session.ts";
 export { Ordered, Session } from "./session.ts";
 export type { Fanout } from "./delivery.ts";
 export type { IceServer } from "./context.ts";
@@ -156,9 +156,14 @@ export class Hub {
     this.#sweeper = new identity.GraceSweeper(ctx);
   }
 
-  /** A socket opened: the session it speaks through. It must `/descp` within the handshake time. */
-  open(conn: Connection): Session {
-    const s = new Session(conn);
+  /**
+   * A socket opened: the session it speaks through. It must be described
+   * (`/descp`, or {@linkcode claim}) within the handshake time. `frontend`
+   * names the front-end it speaks through, for metrics; `countsOut`: the
+   * front-end counts what the socket is sent itself (it translates events).
+   */
+  open(conn: Connection, o: { frontend?: string; countsOut?: boolean } = {}): Session {
+    const s = new Session(conn, o);
     if (this.#closing) {
       s.markGone();
       conn.close(CloseCodes.GOING_AWAY, "server shutting down");
@@ -186,9 +191,36 @@ export class Hub {
     identity.drop(this.#ctx, s, code, reason);
   }
 
-  /** The socket of `s` closed: its peer enters the disconnect grace. */
-  closed(s: Session): void {
-    void identity.disconnected(this.#ctx, s);
+  /**
+   * The socket of `s` closed: its peer enters the disconnect grace, the
+   * server's or `graceMs` (0 for a client that left for good: its id is free
+   * at once).
+   */
+  closed(s: Session, o: { graceMs?: number } = {}): void {
+    void identity.disconnected(this.#ctx, s, o.graceMs);
+  }
+
+  /**
+   * `/privmsg` for protocols whose clients never ask for what they missed:
+   * the message is kept in no stream, and an offline target is `401`.
+   */
+  relay(s: Session, c: CommandArgs<"privmsg">): Result<"privmsg"> {
+    return messages.privmsg(this.#ctx, s, c, false);
+  }
+
+  /**
+   * Describes a session whose client brings its own id and token instead of
+   * `/descp` (protocols whose clients cannot carry this server's resume or
+   * auth token; the front-end decides whether to serve them): takes the id
+   * when new, or resumes it when `token` is the one it was first claimed with,
+   * anywhere in the cluster; refuses `433` otherwise. Resolves whether a live
+   * session of the id was taken over (closed with 4002).
+   */
+  claim(
+    s: Session,
+    c: { id: string; name: string; token: string },
+  ): Promise<{ replaced: boolean }> {
+    return identity.claim(this.#ctx, s, c);
   }
 
   /**

@@ -3,7 +3,7 @@
  * socket, the peer it speaks for once described, and the queue that keeps its
  * replies in command order while a command awaits the store.
  */
-import { newId } from "../../protocol/mod.ts";
+import { newId } from "../ids.ts";
 import type { PeerRate } from "../limits.ts";
 
 /** What the core needs of a socket. Adapters (and front-ends) implement it in a few lines. */
@@ -16,6 +16,21 @@ export interface Connection {
   readonly bufferedAmount: number;
   /** The client's address, for logs. */
   readonly remoteAddress: string;
+  /**
+   * Set by a front-end that translates the core's events the same way for
+   * every one of its sockets: the runtime's own socket beneath this one, so
+   * that a channel's events, translated once, can go through the runtime's
+   * native fan-out.
+   */
+  readonly native?: { readonly conn: Connection; readonly translation: Translation };
+}
+
+/** A front-end's translation of the core's events, the same for all its sockets on a node. */
+export interface Translation {
+  /** Names the translation: one native topic per channel and translation. */
+  readonly key: string;
+  /** What the sockets are sent for `event`, with its type for metrics; undefined: nothing. */
+  translate(event: string): { text: string; type: string } | undefined;
 }
 
 /** The peer a described session speaks for. */
@@ -42,6 +57,10 @@ export interface Held {
 /** One socket of the core: its peer once described, its memberships and limits. */
 export class Session {
   readonly conn: Connection;
+  /** The front-end the socket speaks through (a metrics label). */
+  readonly frontend: string;
+  /** The front-end counts what this socket is sent (it translates the core's events). */
+  readonly countsOut: boolean;
   /** Identifies this socket's claim on the id across the cluster. */
   readonly nonce: string = newId();
   /** Channels the peer is in, as this node knows them. */
@@ -57,8 +76,10 @@ export class Session {
   /** Which hold is current, so a late safety release never ends a newer one. */
   #holds = 0;
 
-  constructor(conn: Connection) {
+  constructor(conn: Connection, o: { frontend?: string; countsOut?: boolean } = {}) {
     this.conn = conn;
+    this.frontend = o.frontend ?? "";
+    this.countsOut = o.countsOut ?? false;
   }
 
   /** The peer id, once `/descp` succeeded. */

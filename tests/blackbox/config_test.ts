@@ -296,6 +296,38 @@ const ENV_CASES: Record<string, EnvCase> = {
       await a.fail(`/join ${newChannel()}`, 263);
     },
   },
+  SIGNALLER_PEERJS: {
+    env: () => ({ SIGNALLER_PEERJS: "off" }),
+    check: async (s) => {
+      const r = await fetch(`${s.httpUrl}/peerjs/id`);
+      await r.body?.cancel();
+      assert.equal(r.status, 404, "the PeerJS routes are off");
+    },
+  },
+  SIGNALLER_PEERJS_KEY: {
+    env: () => ({ SIGNALLER_PEERJS_KEY: "mykey" }),
+    check: async (s) => {
+      const r = await fetch(`${s.httpUrl}/mykey/id`);
+      assert.equal(r.status, 200);
+      assert.ok((await r.text()).length > 0, "an id");
+    },
+  },
+  SIGNALLER_PEERJS_DISCOVERY: {
+    env: () => ({ SIGNALLER_PEERJS_DISCOVERY: "on" }),
+    check: async (s) => {
+      const r = await fetch(`${s.httpUrl}/peerjs/peers`);
+      assert.equal(r.status, 200, "listed when on (401 by default)");
+      assert.deepEqual(await r.json(), []);
+    },
+  },
+  SIGNALLER_Y_WEBRTC: {
+    env: () => ({ SIGNALLER_Y_WEBRTC: "off" }),
+    check: async (s) => {
+      // Turned off, the endpoint says so in its close (1008, the reason).
+      using ws = await RawClient.connect(`${s.url}y-webrtc`);
+      assert.equal((await ws.readUntilClose()).code, 1008);
+    },
+  },
   SIGNALLER_ALLOW_ORIGIN: {
     env: () => ({ SIGNALLER_ALLOW_ORIGIN: "http://a.example, http://good.example" }),
     check: async (s) => {
@@ -351,8 +383,23 @@ const ENV_CASES: Record<string, EnvCase> = {
 
 // SIGNALLER_CERT and SIGNALLER_KEY are in tls_test.ts; SIGNALLER_MAX_BUFFERED needs a client
 // that stops reading until the kernel's buffers are full (limits_test.ts does it with the flag,
-// and the unit tests check that the variable sets the same option).
-const ELSEWHERE = ["SIGNALLER_CERT", "SIGNALLER_KEY", "SIGNALLER_MAX_BUFFERED"];
+// and the unit tests check that the variable sets the same option). The PeerJS and y-webrtc
+// timers take seconds to observe: tests/peerjs and tests/y_webrtc do it with the flags, and the
+// unit tests check that each variable sets the same option. The connection limits and the request
+// head's deadline are observed in edge_test.ts (the per-address limit and --trust-proxy through
+// their variables).
+const ELSEWHERE = [
+  "SIGNALLER_MAX_CONNS",
+  "SIGNALLER_MAX_CONNS_PER_IP",
+  "SIGNALLER_TRUST_PROXY",
+  "SIGNALLER_HEADER_TIMEOUT_MS",
+  "SIGNALLER_CERT",
+  "SIGNALLER_KEY",
+  "SIGNALLER_MAX_BUFFERED",
+  "SIGNALLER_PEERJS_EXPIRE_MS",
+  "SIGNALLER_PEERJS_ALIVE_MS",
+  "SIGNALLER_Y_WEBRTC_PING_MS",
+];
 
 Deno.test("every environment variable of the configuration is observed here or named", () => {
   const all = Object.values(OPTIONS).map((o) => o.env).sort();

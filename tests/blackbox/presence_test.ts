@@ -3,7 +3,10 @@ import assert from "node:assert/strict";
 import { closeAll, group, newChannel, newId, peer, type TestClient } from "../support/client.ts";
 import { bbtest, sharedServer } from "../support/server.ts";
 
-const server = await sharedServer({ args: ["--presence-limit", "2", "--grace-ms", "300"] });
+// 600 members from one address: over the default per-address limit of open connections.
+const server = await sharedServer({
+  args: ["--presence-limit", "2", "--grace-ms", "300", "--max-conns-per-ip", "1000"],
+});
 
 /** Waits until every client in `to` got a pubmsg sent now by `from`. */
 async function barrier(from: TestClient, ch: string, to: TestClient[]): Promise<void> {

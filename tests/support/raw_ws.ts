@@ -60,7 +60,7 @@ export class RawClient {
       const key = btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(16))));
       await c.#write(
         new TextEncoder().encode(
-          `GET ${u.pathname} HTTP/1.1\r\nHost: ${u.host}\r\nUpgrade: websocket\r\n` +
+          `GET ${u.pathname}${u.search} HTTP/1.1\r\nHost: ${u.host}\r\nUpgrade: websocket\r\n` +
             `Connection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n` +
             Object.entries(opts.headers ?? {}).map(([k, v]) => `${k}: ${v}\r\n`).join("") +
             "\r\n",
@@ -113,14 +113,23 @@ export class RawClient {
     await this.sendFrame(1, new TextEncoder().encode(text));
   }
 
-  /** Sends a masked frame with `opcode`. */
-  async sendFrame(opcode: number, payload: Uint8Array): Promise<void> {
-    await this.#write(encodeFrame(opcode, payload));
+  /** Sends a masked frame with `opcode`; `fin: false` makes it a fragment of a longer message. */
+  async sendFrame(
+    opcode: number,
+    payload: Uint8Array,
+    opts: { fin?: boolean } = {},
+  ): Promise<void> {
+    await this.#write(encodeFrame(opcode, payload, opts.fin ?? true));
   }
 
   /** Sends several text frames in one write, so the server reads them in one go. */
   async sendTexts(texts: string[]): Promise<void> {
-    const frames = texts.map((t) => encodeFrame(1, new TextEncoder().encode(t)));
+    await this.sendFrames(texts.map((t) => ({ opcode: 1, payload: new TextEncoder().encode(t) })));
+  }
+
+  /** Sends several frames, text or binary, in one write. */
+  async sendFrames(list: RawFrame[]): Promise<void> {
+    const frames = list.map((f) => encodeFrame(f.opcode, f.payload));
     const all = new Uint8Array(frames.reduce((n, f) => n + f.length, 0));
     let off = 0;
     for (const f of frames) {
@@ -214,11 +223,11 @@ export class RawClient {
 }
 
 /** A masked client frame (RFC 6455 §5.2). */
-function encodeFrame(opcode: number, payload: Uint8Array): Uint8Array {
+function encodeFrame(opcode: number, payload: Uint8Array, fin = true): Uint8Array {
   const n = payload.length;
   const head = n < 126 ? 2 : n < 65536 ? 4 : 10;
   const f = new Uint8Array(head + 4 + n);
-  f[0] = 0x80 | opcode;
+  f[0] = (fin ? 0x80 : 0) | opcode;
   if (n < 126) f[1] = 0x80 | n;
   else if (n < 65536) {
     f[1] = 0x80 | 126;

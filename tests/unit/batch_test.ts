@@ -119,3 +119,30 @@ Deno.test("a socket whose flush throws is told, and every other batch still leav
   await nextTurn();
   assert.deepEqual(good.frames(), ['{"n":2}', '{"n":3}'], "later turns flush too");
 });
+
+/** A socket whose protocol wants one message per frame, recording how its frames were written. */
+class FrameRecorder extends Batched {
+  writes: string[][] = [];
+  constructor() {
+    super(false);
+  }
+  protected write(frame: string): void {
+    this.writes.push([frame]);
+  }
+  protected override writeFrames(frames: string[]): void {
+    this.writes.push([...frames]);
+  }
+  failed(): void {}
+}
+
+Deno.test("without batching, a turn's messages leave as one frame each, written together", async () => {
+  const s = new FrameRecorder();
+  s.send('{"n":1}');
+  s.send('{"n":2}');
+  assert.deepEqual(s.writes, [], "nothing is written within the turn");
+  await nextTurn();
+  assert.deepEqual(s.writes, [['{"n":1}', '{"n":2}']]);
+  s.send('{"n":3}');
+  await nextTurn();
+  assert.deepEqual(s.writes.at(-1), ['{"n":3}']);
+});

@@ -33,6 +33,10 @@ const SAMPLES: Record<Name, [string, unknown]> = {
   maxInvites: ["12", 12],
   maxMembers: ["13", 13],
   maxCreates: ["14", 14],
+  maxConns: ["15", 15],
+  maxConnsPerIp: ["16", 16],
+  trustProxy: ["true", true],
+  headerTimeoutMs: ["1700", 1700],
   allowOrigin: [" http://a.example ,http://b.example,, ", ["http://a.example", "http://b.example"]],
   stun: ["stun:s.example:3478", ["stun:s.example:3478"]],
   turn: ["turn:t.example:3478,turns:t.example:5349", [
@@ -42,6 +46,13 @@ const SAMPLES: Record<Name, [string, unknown]> = {
   turnSecret: ["shh", "shh"],
   cert: ["/tmp/cert.pem", "/tmp/cert.pem"],
   key: ["/tmp/key.pem", "/tmp/key.pem"],
+  peerjs: ["off", false],
+  peerjsKey: ["k", "k"],
+  peerjsDiscovery: ["on", true],
+  peerjsExpireMs: ["100", 100],
+  peerjsAliveMs: ["200", 200],
+  yWebrtc: ["on", true],
+  yWebrtcPingMs: ["300", 300],
   log: ["debug", "debug"],
 };
 
@@ -71,12 +82,23 @@ const OTHER: Record<Name, string> = {
   maxInvites: "4",
   maxMembers: "5",
   maxCreates: "6",
+  maxConns: "7",
+  maxConnsPerIp: "8",
+  trustProxy: "false",
+  headerTimeoutMs: "9",
   allowOrigin: "http://other.example",
   stun: "stun:other.example",
   turn: "turn:other.example",
   turnSecret: "other",
   cert: "/other/cert.pem",
   key: "/other/key.pem",
+  peerjs: "on",
+  peerjsKey: "other",
+  peerjsDiscovery: "off",
+  peerjsExpireMs: "1",
+  peerjsAliveMs: "2",
+  yWebrtc: "off",
+  yWebrtcPingMs: "3",
   log: "error",
 };
 
@@ -100,6 +122,15 @@ const DEFAULTS: Partial<Config> = {
   maxInvites: 1000,
   maxMembers: 0,
   maxCreates: 200,
+  maxConns: 10_000,
+  maxConnsPerIp: 256,
+  trustProxy: false,
+  headerTimeoutMs: 10_000,
+  peerjsKey: "peerjs",
+  peerjsDiscovery: false,
+  peerjsExpireMs: 5000,
+  peerjsAliveMs: 90_000,
+  yWebrtcPingMs: 30_000,
   log: "info",
   help: false,
 };
@@ -122,9 +153,12 @@ Deno.test("the option table covers every key of Config but help", () => {
 for (const [name, o] of Object.entries(OPTIONS) as [Name, (typeof OPTIONS)[Name]][]) {
   const [text, value] = SAMPLES[name];
 
+  // A switch without a value (`--trust-proxy`) is true by being there.
+  const flagArgs = o.kind === "bool" ? [`--${o.flag}`] : [`--${o.flag}`, text];
+
   Deno.test(`--${o.flag} sets ${name}`, () => {
-    assert.deepEqual(parseConfig([`--${o.flag}`, text], {})[name], value);
-    assert.deepEqual(parseConfig([`--${o.flag}=${text}`], {})[name], value);
+    assert.deepEqual(parseConfig(flagArgs, {})[name], value);
+    if (o.kind !== "bool") assert.deepEqual(parseConfig([`--${o.flag}=${text}`], {})[name], value);
   });
 
   Deno.test(`${o.env} sets ${name}`, () => {
@@ -135,7 +169,7 @@ for (const [name, o] of Object.entries(OPTIONS) as [Name, (typeof OPTIONS)[Name]
   });
 
   Deno.test(`--${o.flag} wins over ${o.env}`, () => {
-    assert.deepEqual(parseConfig([`--${o.flag}`, text], { [o.env]: OTHER[name] })[name], value);
+    assert.deepEqual(parseConfig(flagArgs, { [o.env]: OTHER[name] })[name], value);
   });
 
   if (o.kind === "int") {
@@ -170,6 +204,17 @@ Deno.test("--log takes debug, info, warn or error; anything else is a ConfigErro
   for (const bad of ["trace", "INFO", "verbose"]) {
     assert.throws(() => parseConfig(["--log", bad], {}), ConfigError);
     assert.throws(() => parseConfig([], { SIGNALLER_LOG: bad }), ConfigError);
+  }
+});
+
+Deno.test("--peerjs and --y-webrtc are switches: on or off (true, false, yes, no, 1, 0)", () => {
+  for (const [text, value] of [["on", true], ["yes", true], ["1", true], ["off", false]] as const) {
+    assert.equal(parseConfig(["--peerjs", text], {}).peerjs, value);
+    assert.equal(parseConfig([], { SIGNALLER_Y_WEBRTC: text }).yWebrtc, value);
+  }
+  for (const bad of ["maybe", "ON ", "toString", "constructor"]) {
+    assert.throws(() => parseConfig(["--peerjs", bad], {}), ConfigError);
+    assert.throws(() => parseConfig([], { SIGNALLER_PEERJS_DISCOVERY: bad }), ConfigError);
   }
 });
 
