@@ -66,10 +66,14 @@ const limits = {
 let hub: Hub | undefined;
 let store: Store = new MemoryStore(limits, now);
 let bus: Bus | undefined;
-if (config.redis !== undefined) {
+// One Redis (--redis) or a Redis Cluster (--redis-cluster): the same store, bus and scripts.
+const redisTarget = config.redisCluster !== undefined
+  ? { cluster: config.redisCluster }
+  : config.redis;
+if (redisTarget !== undefined) {
   const { RedisStore } = await import("./server/store/redis.ts");
   const { RedisBus } = await import("./server/bus/redis.ts");
-  const redisStore = new RedisStore(config.redis, {
+  const redisStore = new RedisStore(redisTarget, {
     prefix: config.redisPrefix,
     node,
     graceMs: config.graceMs,
@@ -82,7 +86,7 @@ if (config.redis !== undefined) {
     onDisowned: (sessions) => hub?.disown(sessions),
     log,
   });
-  const redisBus = new RedisBus(config.redis, {
+  const redisBus = new RedisBus(redisTarget, {
     prefix: config.redisPrefix,
     // Its own messages are recognised by a per-process id, never shared by two processes.
     node: newId(),

@@ -7,6 +7,7 @@ export interface Config {
   port: number;
   host: string;
   redis?: string;
+  redisCluster?: string[];
   redisPrefix: string;
   nodeId?: string;
   adminToken?: string;
@@ -128,6 +129,12 @@ export const OPTIONS: Record<Exclude<keyof Config, "help">, Option> = {
     env: "REDIS_URL",
     kind: "string",
     help: "keep state in Redis and join its cluster of nodes",
+  },
+  redisCluster: {
+    flag: "redis-cluster",
+    env: "REDIS_CLUSTER",
+    kind: "list",
+    help: "keep state in a Redis Cluster (host:port,...; any reachable master will do)",
   },
   redisPrefix: {
     flag: "redis-prefix",
@@ -410,6 +417,9 @@ export function parseConfig(args: string[], env: Record<string, string | undefin
     const raw = (typeof flag === "boolean" ? String(flag) : flag) ?? fromEnv ?? o.def;
     if (raw === undefined || raw === "") continue;
     config[name] = convert(o, raw);
+  }
+  if (config.redis !== undefined && config.redisCluster !== undefined) {
+    throw new ConfigError("--redis and --redis-cluster exclude each other: give one");
   }
   return config as unknown as Config;
 }

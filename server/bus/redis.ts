@@ -1,15 +1,52 @@
 /**
  * The Redis {@linkcode Bus}: envelopes travel over Redis pub/sub, one Redis
- * channel per topic under the key prefix, encoded as `envelope.ts` says.
+ * channel per topic under the key prefix ({@linkcode busChannel}), encoded as
+ * `envelope.ts` says.
+ *
+ * On a Redis Cluster a channel's and a peer's topics are sharded channels
+ * (SPUBLISH/SSUBSCRIBE), named with the hash tag of the channel's or the
+ * peer's keys: a message goes to the one master (and its replicas) that holds
+ * that slot, not to every node of the cluster, and the stream scripts publish
+ * from the slot they write. Node-wide topics (`all`) stay classic pub/sub,
+ * which a cluster broadcasts. The client keeps the sharded subscriptions per
+ * slot and moves them when a slot moves or a replica takes over.
  *
  * @module
  */
-import type { Redis } from "ioredis";
 import type { Bus, Deliver, Envelope } from "./bus.ts";
 import { decodeEnvelope, encodeEnvelope } from "./envelope.ts";
 import { DEFAULTS } from "../config.ts";
 import type { Logger } from "../log.ts";
-import { connectRedis, endRedis, whenReady } from "../redis_conn.ts";
+import {
+  connectRedis,
+  endRedis,
+  isCluster,
+  type RedisClient,
+  type RedisTarget,
+  whenReady,
+} from "../redis_conn.ts";
+
+/**
+ * The Redis channel of a bus topic: a channel's (`c:<channel>`) and a peer's
+ * (`p:<peer>`) topics carry the hash tag of their keys (`<prefix>{c:<channel>}`),
+ * the others are plain (`<prefix>all`). The scripts spell it the same way.
+ */
+export function busChannel(prefix: string, topic: string): string {
+  return tagged(topic) ? `${prefix}{${topic}}` : prefix + topic;
+}
+
+/** Whether `topic` belongs to one channel or one peer (a sharded channel on a cluster). */
+function tagged(topic: string): boolean {
+  return topic.startsWith("c:") || topic.startsWith("p:");
+}
+
+/** The topic of a Redis channel under `prefix`, or null when it is none of the bus'. */
+function topicOf(prefix: string, channel: string): string | null {
+  if (!channel.startsWith(prefix)) return null;
+  const rest = channel.slice(prefix.length);
+  if (rest.startsWith("{") && rest.endsWith("}")) return rest.slice(1, -1);
+  return rest;
+}
 
 /** Options of {@linkcode RedisBus}. */
 export interface RedisBusOptions {
@@ -28,8 +65,10 @@ const SUBSCRIBE_CHUNK = 1000;
 
 /** Carries envelopes between nodes over Redis pub/sub. */
 export class RedisBus implements Bus {
-  #pub: Redis;
-  #sub: Redis;
+  #pub: RedisClient;
+  #sub: RedisClient;
+  /** On a cluster: channels' and peers' topics are sharded channels. */
+  #sharded: boolean;
   #prefix: string;
   #node: string;
   #deliver: Deliver;
@@ -39,16 +78,23 @@ export class RedisBus implements Bus {
   #pending = new Map<string, { done: Promise<void>; resolve: () => void }>();
 
   /** Connects a publisher and a subscriber in the background; both reconnect by themselves. */
-  constructor(url: string, options: RedisBusOptions) {
+  constructor(target: RedisTarget, options: RedisBusOptions) {
     this.#prefix = options.prefix ?? DEFAULTS.redisPrefix;
     this.#node = options.node;
     this.#deliver = options.deliver;
-    this.#pub = connectRedis(url, { log: options.log, role: "bus publisher" });
-    this.#sub = connectRedis(url, { subscriber: true, log: options.log, role: "bus subscriber" });
+    this.#sharded = isCluster(target);
+    this.#pub = connectRedis(target, { log: options.log, role: "bus publisher" });
+    this.#sub = connectRedis(target, {
+      subscriber: true,
+      log: options.log,
+      role: "bus subscriber",
+    });
     // SUBSCRIBE only once ready: before it, ioredis' ready check can force a
     // reconnect that drops what was published meanwhile.
     this.#sub.on("ready", () => this.#resubscribe());
-    this.#sub.on("message", (channel: string, payload: string) => this.#receive(channel, payload));
+    const receive = (channel: string, payload: string) => this.#receive(channel, payload);
+    this.#sub.on("message", receive);
+    this.#sub.on("smessage", receive);
   }
 
   /** Resolves once both connections are ready; rejects after `timeoutMs`. */
@@ -64,7 +110,12 @@ export class RedisBus implements Bus {
   /** Publishes `env` to `topic`; dropped while Redis is down (the hub checks {@linkcode up}). */
   publish(topic: string, env: Envelope): void {
     if (this.#pub.status !== "ready") return;
-    this.#pub.publish(this.#prefix + topic, encodeEnvelope(this.#node, env)).catch(() => {});
+    const channel = busChannel(this.#prefix, topic);
+    const payload = encodeEnvelope(this.#node, env);
+    const sent = this.#sharded && tagged(topic)
+      ? this.#pub.spublish(channel, payload)
+      : this.#pub.publish(channel, payload);
+    sent.catch(() => {});
   }
 
   subscribe(topic: string): Promise<void> {
@@ -74,7 +125,7 @@ export class RedisBus implements Bus {
     this.#pending.set(topic, { done, resolve });
     if (this.#sub.status === "ready") {
       // A failure means the connection dropped: the next 'ready' subscribes and confirms.
-      this.#sub.subscribe(this.#prefix + topic).then(() => this.#confirm([topic]), () => {});
+      this.#listen([topic]).then(() => this.#confirm([topic]), () => {});
     }
     return done;
   }
@@ -84,7 +135,11 @@ export class RedisBus implements Bus {
     // Whoever awaits the confirmation is not left waiting: there is nothing to receive.
     this.#confirm([topic]);
     if (this.#sub.status === "ready") {
-      this.#sub.unsubscribe(this.#prefix + topic).catch(() => {});
+      const channel = busChannel(this.#prefix, topic);
+      const done = this.#sharded && tagged(topic)
+        ? this.#sub.sunsubscribe(channel)
+        : this.#sub.unsubscribe(channel);
+      done.catch(() => {});
     }
   }
 
@@ -99,11 +154,25 @@ export class RedisBus implements Bus {
     for (let i = 0; i < topics.length; i += SUBSCRIBE_CHUNK) {
       const chunk = topics.slice(i, i + SUBSCRIBE_CHUNK);
       // A failure means the connection dropped again: the next 'ready' retries.
-      this.#sub.subscribe(...chunk.map((t) => this.#prefix + t)).then(
-        () => this.#confirm(chunk),
-        () => {},
-      );
+      this.#listen(chunk).then(() => this.#confirm(chunk), () => {});
     }
+  }
+
+  /**
+   * Subscribes to `topics`: one SUBSCRIBE on one Redis; on a cluster, one
+   * SSUBSCRIBE per sharded topic (each is its own slot) and one SUBSCRIBE for the rest.
+   */
+  async #listen(topics: string[]): Promise<void> {
+    const channels = (ts: string[]) => ts.map((t) => busChannel(this.#prefix, t));
+    if (!this.#sharded) {
+      await this.#sub.subscribe(...channels(topics));
+      return;
+    }
+    const plain = topics.filter((t) => !tagged(t));
+    await Promise.all([
+      ...(plain.length > 0 ? [this.#sub.subscribe(...channels(plain))] : []),
+      ...channels(topics.filter(tagged)).map((c) => this.#sub.ssubscribe(c)),
+    ]);
   }
 
   /** The subscriptions to `topics` are active (or no longer wanted). */
@@ -115,8 +184,9 @@ export class RedisBus implements Bus {
   }
 
   #receive(channel: string, payload: string): void {
-    if (!channel.startsWith(this.#prefix)) return;
+    const topic = topicOf(this.#prefix, channel);
+    if (topic === null) return;
     const env = decodeEnvelope(payload, this.#node);
-    if (env !== null) this.#deliver(channel.slice(this.#prefix.length), env);
+    if (env !== null) this.#deliver(topic, env);
   }
 }

@@ -1,8 +1,12 @@
 /**
  * The Redis {@linkcode Store}: state shared by every node of a cluster, kept
- * across restarts. Each operation is one Lua script (`redis_scripts.ts`, with
- * the key schema), so it runs atomically on the Redis server: two nodes racing
- * cannot both take an id, let a banned peer in, or expire the same peer twice.
+ * across restarts, on one Redis or on a Redis Cluster. Each check is one Lua
+ * script on the keys of one channel, one peer or the node liveness (one slot;
+ * `redis_scripts.ts`, with the key schema), so it runs atomically on the Redis
+ * server; an operation that spans a peer and a channel is a few such steps in
+ * the order `redis_scripts.ts` gives, so two nodes racing cannot both take an
+ * id, let a banned peer in, or quit the same peer twice, even when a node dies
+ * between two steps.
  *
  * One clock for the cluster: every deadline is computed inside the scripts
  * from Redis `TIME`, never from a node's clock, which may be off. The times
@@ -28,12 +32,27 @@
  *
  * @module
  */
-import type { Redis } from "ioredis";
-import type { PeerEntry } from "../../protocol/mod.ts";
+import { Codes, type PeerEntry } from "../../protocol/mod.ts";
 import { DEFAULTS } from "../config.ts";
 import { type Logger, silent } from "../log.ts";
-import { connectRedis, endRedis, whenReady } from "../redis_conn.ts";
-import { defineScripts, type RedisKeys, redisKeys, type RunScript } from "./redis_scripts.ts";
+import {
+  connectRedis,
+  endRedis,
+  isCluster,
+  type RedisClient,
+  type RedisTarget,
+  whenReady,
+} from "../redis_conn.ts";
+import {
+  type ChannelOf,
+  defineScripts,
+  type Indexed,
+  type Left,
+  type Reaped,
+  type RedisKeys,
+  redisKeys,
+  type RunScript,
+} from "./redis_scripts.ts";
 import {
   type Appended,
   type ChannelView,
@@ -100,7 +119,10 @@ const PING_TIMEOUT_MS = 1000;
 /** Keeps peers, channels and node liveness in Redis, shared by every node on the same prefix. */
 export class RedisStore implements Store {
   readonly kind = "redis";
-  #redis: Redis;
+  #redis: RedisClient;
+  /** Random per process; with a call count, makes each new stream epoch unique. */
+  #salt = crypto.randomUUID().slice(0, 8);
+  #calls = 0;
   #keys: RedisKeys;
   #run: RunScript;
   #node: string;
@@ -128,7 +150,7 @@ export class RedisStore implements Store {
    * before serving. While Redis is down every method rejects at once and the
    * client reconnects by itself.
    */
-  constructor(url: string, options: RedisStoreOptions) {
+  constructor(target: RedisTarget, options: RedisStoreOptions) {
     const prefix = options.prefix ?? DEFAULTS.redisPrefix;
     this.#keys = redisKeys(prefix);
     this.#node = options.node;
@@ -136,8 +158,12 @@ export class RedisStore implements Store {
     this.#graceMs = options.graceMs ?? DEFAULTS.graceMs;
     this.#deadMs = options.deadMs ?? DEFAULTS.deadMs;
     this.#now = options.now ?? Date.now;
-    this.#redis = connectRedis(url, { log: options.log, role: "store" });
-    this.#run = defineScripts(this.#redis, { prefix, retentionMs: options.limits.retentionMs });
+    this.#redis = connectRedis(target, { log: options.log, role: "store" });
+    this.#run = defineScripts(this.#redis, {
+      prefix,
+      retentionMs: options.limits.retentionMs,
+      sharded: isCluster(target),
+    });
     this.#onDeclaredDead = options.onDeclaredDead;
     this.#onLost = options.onLost;
     this.#onDisowned = options.onDisowned;
@@ -175,22 +201,7 @@ export class RedisStore implements Store {
     this.#restoring = true;
     try {
       const held = (await this.#onLost?.()) ?? [];
-      const taken = await Promise.all(held.map((p) =>
-        this.#run(
-          "restore",
-          p.id,
-          p.name,
-          JSON.stringify(p.meta),
-          p.admin ? 1 : 0,
-          p.resumeHash,
-          this.#node,
-          p.session,
-          p.away ? 1 : 0,
-          p.message === undefined ? 0 : 1,
-          p.message ?? "",
-          ...p.channels,
-        )
-      ));
+      const taken = await Promise.all(held.map((p) => this.#restorePeer(p)));
       this.#lost = false;
       const disowned = held.filter((_, i) => taken[i]).map((p) => p.session);
       this.#log.warn("Redis lost its state; this node wrote back the peers it holds", {
@@ -205,9 +216,52 @@ export class RedisStore implements Store {
     }
   }
 
+  /**
+   * Writes back one peer: enlisted, then the peer and its index, then each of
+   * its channels (invariants 1 and 2). True when another session took the id.
+   */
+  async #restorePeer(p: HeldPeer): Promise<boolean> {
+    await this.#run("enlist", this.#node, p.session, p.id);
+    const index = await this.#run(
+      "restorePeer",
+      p.id,
+      p.name,
+      JSON.stringify(p.meta),
+      p.admin ? 1 : 0,
+      p.resumeHash,
+      this.#node,
+      p.session,
+      p.away ? 1 : 0,
+      p.message === undefined ? 0 : 1,
+      p.message ?? "",
+      ...p.channels,
+    );
+    if (index === null) {
+      await this.#run("delist", this.#node, p.session);
+      return true;
+    }
+    const mine = new Set(p.channels);
+    await Promise.all(
+      index.filter((e) => mine.has(e.channel)).map((e) =>
+        this.#run("restoreMember", e.channel, p.id, e.tok)
+      ),
+    );
+    return false;
+  }
+
+  /**
+   * This node's sessions go to its reap list and are parked into their grace;
+   * what one batch leaves is parked by the next sweep of any node.
+   */
+  async #down(): Promise<void> {
+    for (const r of await this.#run("nodeDown", this.#node, this.#graceMs, EXPIRE_BATCH)) {
+      await this.#parkAll(r);
+    }
+  }
+
   /** Puts the peers a predecessor with this node id left behind into their grace, once. */
   #adopt(): Promise<void> {
-    this.#adopting ??= this.#run("nodeDown", this.#node, this.#graceMs).then(
+    this.#adopting ??= this.#down().then(
       () => void (this.#adopted = true),
       (e) => {
         this.#adopting = undefined; // the next 'ready' tries again
@@ -225,16 +279,29 @@ export class RedisStore implements Store {
   /** The scripts publish each stream message to every node, this one included. */
   readonly delivers = true;
 
+  /** Unique per call and per process: makes a new stream's epoch unique. */
+  #nonce(): string {
+    return `${this.#salt}.${++this.#calls}`;
+  }
+
   publish(channel: string, head: string, except: string): Promise<Appended> {
-    return this.#run("publish", channel, head, except, this.history, this.#historyTtlMs);
+    return this.#run(
+      "publish",
+      channel,
+      head,
+      except,
+      this.history,
+      this.#historyTtlMs,
+      this.#nonce(),
+    );
   }
 
   route(peer: string, head: string): Promise<Routed | null> {
-    return this.#run("route", peer, head, this.history, this.#historyTtlMs);
+    return this.#run("route", peer, head, this.history, this.#historyTtlMs, this.#nonce());
   }
 
   position(stream: StreamName): Promise<Position> {
-    return this.#run("position", stream, this.#historyTtlMs);
+    return this.#run("position", stream, this.#historyTtlMs, this.#nonce());
   }
 
   since(stream: StreamName, from: Position, reader: string): Promise<string[] | null> {
@@ -245,8 +312,15 @@ export class RedisStore implements Store {
     return this.#limits.historyTtlMs ?? DEFAULTS.historyTtlMs;
   }
 
-  claimPeer(c: Claim): Promise<Claimed | Fail> {
-    return this.#run(
+  /**
+   * Enlists the session on its node, then takes the id in the peer's slot
+   * (redis_scripts.ts, invariant 2); a refused claim delists it again, a
+   * taken-over session is delisted from its node. The channels of a resume are
+   * the peer's index entries its channels confirm (invariant 1).
+   */
+  async claimPeer(c: Claim): Promise<Claimed | Fail> {
+    await this.#run("enlist", c.node, c.session, c.id);
+    const r = await this.#run(
       "claim",
       c.id,
       c.name,
@@ -257,6 +331,29 @@ export class RedisStore implements Store {
       c.node,
       c.session,
     );
+    if (failed(r)) {
+      // Best effort: a stale entry is only a candidate, checked against the peer when reaped.
+      await this.#run("delist", c.node, c.session).catch(() => {});
+      return r;
+    }
+    if (r.fresh) return { fresh: true, channels: [], away: false };
+    const claimed: Claimed = {
+      fresh: false,
+      channels: (await this.#confirmed(c.id, r.channels)).map((e) => e.channel),
+      away: r.away,
+    };
+    if (r.message !== undefined) claimed.message = r.message;
+    if (r.node !== "") {
+      claimed.replaced = { node: r.node, session: r.session };
+      await this.#run("delist", r.node, r.session).catch(() => {});
+    }
+    return claimed;
+  }
+
+  /** The index entries whose channel lists the peer, with what the channel says. */
+  async #confirmed(id: string, index: Indexed[]): Promise<(Indexed & ChannelOf)[]> {
+    const seen = await Promise.all(index.map((e) => this.#run("channelOf", e.channel, id)));
+    return index.map((e, i) => ({ ...e, ...seen[i] })).filter((e) => e.member);
   }
 
   describePeer(
@@ -267,22 +364,77 @@ export class RedisStore implements Store {
     return this.#run("describe", id, session, d.name, JSON.stringify(d.meta), d.admin ? 1 : 0);
   }
 
-  /** The grace lasts `graceUntil - now()` (this node's clock), counted on Redis' clock. */
-  releasePeer(id: string, session: string, graceUntil: number): Promise<void> {
-    return this.#run("release", id, session, graceUntil - this.#now());
+  /**
+   * The grace lasts `graceUntil - now()` (this node's clock), counted on the
+   * clock of the `{nodes}` slot: the grace entry first, then the peer, then
+   * the session leaves its node's list (invariants 2 and 3).
+   */
+  async releasePeer(id: string, session: string, graceUntil: number): Promise<void> {
+    const until = await this.#run("graceAt", id, graceUntil - this.#now());
+    const node = await this.#run("park", id, session, until);
+    await this.#run("delist", node === "" ? this.#node : node, session);
   }
 
   /**
    * Expires the peers whose grace ended by Redis' clock, moved forward by how
    * far `now` is ahead of this node's clock (0 for the hub; tests move time).
+   * Dead nodes' sessions are parked first (invariant 2); each due peer is
+   * expired as invariant 4 says, and reported with the channels it left here.
    */
-  expirePeers(now: number): Promise<Expired[]> {
-    return this.#run("expire", now - this.#now(), this.#graceMs, this.#deadMs, EXPIRE_BATCH);
+  async expirePeers(now: number): Promise<Expired[]> {
+    const s = await this.#run(
+      "sweep",
+      now - this.#now(),
+      this.#graceMs,
+      this.#deadMs,
+      EXPIRE_BATCH,
+    );
+    for (const r of s.reaps) await this.#parkAll(r);
+    const out = await Promise.all(s.due.map((d) => this.#expire(d.id, d.score, s.now)));
+    return out.filter((e) => e !== null);
+  }
+
+  /** One due grace entry: see invariant 4. */
+  async #expire(id: string, score: number, now: number): Promise<Expired | null> {
+    const b = await this.#run("expireBegin", id, now, this.#deadMs);
+    switch (b.state) {
+      case "busy":
+        return null;
+      case "later":
+        await this.#run("graceLater", id, b.graceUntil);
+        return null;
+      case "gone":
+      case "live":
+        await this.#run("graceDone", id, score);
+        return null;
+    }
+    const left = await Promise.all(
+      b.channels.map((e) => this.#run("leaveIf", e.channel, id, e.tok)),
+    );
+    await this.#run("expireEnd", id);
+    await this.#run("graceDone", id, score);
+    const channels = b.channels
+      .map((e, i) => ({ channel: e.channel, ...left[i] }))
+      .filter((e) => e.removed)
+      .map(({ channel, total }) => ({ channel, total }));
+    return { id, channels };
+  }
+
+  /** Parks the sessions of a node's reap list and takes them off it. */
+  async #parkAll(r: Reaped): Promise<void> {
+    await Promise.all(r.sessions.map((s) => this.#run("park", s.id, s.session, r.graceUntil)));
+    await this.#run("reaped", r.node, ...r.sessions.map((s) => s.session));
   }
 
   async getPeer(id: string): Promise<PeerView | null> {
     const view = await this.#run("getPeer", id);
-    return view === null ? null : { id, ...view };
+    if (view === null) return null;
+    const channels = await this.#confirmed(id, view.channels);
+    return {
+      id,
+      ...view,
+      channels: channels.map((e) => ({ channel: e.channel, keyed: e.keyed })),
+    };
   }
 
   async presence(id: string): Promise<Presence | null> {
@@ -300,34 +452,64 @@ export class RedisStore implements Store {
     return r;
   }
 
-  setAway(
+  async setAway(
     id: string,
     away: boolean | null,
     message?: string,
   ): Promise<{ away: boolean; message?: string; channels: Touched[] }> {
     const mode = away === null ? "t" : away ? "1" : "0";
-    return this.#run("setAway", id, mode, message === undefined ? 0 : 1, message ?? "");
+    const r = await this.#run("setAway", id, mode, message === undefined ? 0 : 1, message ?? "");
+    const channels = (await this.#confirmed(id, r.channels)).map((e) => ({
+      channel: e.channel,
+      total: e.total,
+    }));
+    return { ...r, channels };
   }
 
-  join(id: string, channel: string, keyHash: string | null): Promise<Joined | Fail> {
+  /**
+   * Indexes the channel for the peer, then joins it in the channel's slot
+   * (invariant 1); a creation is counted against the hourly allowance in the
+   * peer's slot in between. A failed join drops its index entry; a join that
+   * raced the peer's expiry is undone (invariant 5).
+   */
+  async join(id: string, channel: string, keyHash: string | null): Promise<Joined | Fail> {
     const l = this.#limits;
-    return this.#run(
-      "join",
-      id,
-      channel,
-      keyHash ?? "",
-      l.maxChannels,
-      l.maxMembers ?? DEFAULTS.maxMembers,
-      l.maxCreates ?? DEFAULTS.maxCreates,
-    );
+    const prep = await this.#run("joinPrep", id, channel, l.maxChannels);
+    if (failed(prep)) return prep;
+    const attempt = (mayCreate: 0 | 1) =>
+      this.#run(
+        "join",
+        channel,
+        id,
+        keyHash ?? "",
+        prep.over ? 1 : 0,
+        prep.tok,
+        mayCreate,
+        l.maxMembers ?? DEFAULTS.maxMembers,
+      );
+    let r = await attempt(0);
+    if ("create" in r) {
+      const wait = await this.#run("createWait", id, l.maxCreates ?? DEFAULTS.maxCreates);
+      r = wait > 0 ? { error: Codes.RPL_TRYAGAIN, retryAfterMs: wait } : await attempt(1);
+    }
+    if ("create" in r) throw new Error("join: the channel step asked twice to create");
+    if (failed(r)) {
+      await this.#run("unindex", id, channel, prep.tok);
+      return r;
+    }
+    if (!r.already && !(await this.#run("alive", id, prep.tok))) {
+      await this.#run("leaveIf", channel, id, prep.tok);
+      return { error: Codes.ERR_NOSUCHNICK };
+    }
+    return r;
   }
 
   async quit(id: string, channel: string): Promise<Touched | Fail> {
-    return touched(channel, await this.#run("quit", id, channel));
+    return await this.#left(id, channel, await this.#run("quit", channel, id));
   }
 
   async kick(by: string, target: string, channel: string): Promise<Touched | Fail> {
-    return touched(channel, await this.#run("kick", by, target, channel));
+    return await this.#left(target, channel, await this.#run("kick", channel, by, target));
   }
 
   async ban(
@@ -335,14 +517,27 @@ export class RedisStore implements Store {
     target: string,
     channel: string,
   ): Promise<(Touched & { wasMember: boolean }) | Fail> {
-    return touched(
+    const r = await this.#run(
+      "ban",
       channel,
-      await this.#run("ban", by, target, channel, this.#limits.maxBans ?? DEFAULTS.maxBans),
+      by,
+      target,
+      this.#limits.maxBans ?? DEFAULTS.maxBans,
     );
+    if (failed(r)) return r;
+    if (r.wasMember) await this.#run("unindex", target, channel, r.tok);
+    return { channel, total: r.total, wasMember: r.wasMember };
+  }
+
+  /** After the channel side removed `id`: its index entry goes too, if still of that join. */
+  async #left(id: string, channel: string, r: Left | Fail): Promise<Touched | Fail> {
+    if (failed(r)) return r;
+    await this.#run("unindex", id, channel, r.tok);
+    return { channel, total: r.total };
   }
 
   async unban(by: string, target: string, channel: string): Promise<Touched | Fail> {
-    return touched(channel, await this.#run("unban", by, target, channel));
+    return touched(channel, await this.#run("unban", channel, by, target));
   }
 
   async invite(by: string, target: string, channel: string): Promise<Touched | Fail> {
@@ -350,17 +545,20 @@ export class RedisStore implements Store {
       channel,
       await this.#run(
         "invite",
+        channel,
         by,
         target,
-        channel,
         this.#limits.maxInvites ?? DEFAULTS.maxInvites,
       ),
     );
   }
 
   async operatorOf(id: string, channels: readonly string[]): Promise<string[]> {
-    if (channels.length === 0) return [];
-    return await this.#run("operatorOf", id, ...channels);
+    // One SISMEMBER per channel: each in its own slot.
+    const ops = await Promise.all(
+      channels.map((c) => this.#redis.sismember(this.#keys.channelOps(c), id)),
+    );
+    return channels.filter((_, i) => ops[i] === 1);
   }
 
   async getChannel(channel: string): Promise<ChannelView | null> {
@@ -368,12 +566,28 @@ export class RedisStore implements Store {
     return view === null ? null : { channel, ...view };
   }
 
-  members(channel: string, offset: number, limit: number): Promise<PeerEntry[]> {
-    return this.#run("members", channel, Math.max(0, offset), limit);
+  /** The page from the channel's slot, then each member's fields from its own. */
+  async members(channel: string, offset: number, limit: number): Promise<PeerEntry[]> {
+    const refs = await this.#run("members", channel, Math.max(0, offset), limit);
+    const fields = await Promise.all(
+      refs.map((m) => this.#redis.hmget(this.#keys.peer(m.id), "name", "away", "node", "message")),
+    );
+    return refs.map((m, i) => {
+      const [name, away, node, message] = fields[i];
+      const e: PeerEntry = {
+        id: m.id,
+        name: name ?? "",
+        op: m.op,
+        away: away === "1",
+        online: node !== null && node !== "",
+      };
+      if (message !== null) e.message = message;
+      return e;
+    });
   }
 
   onlineCount(): Promise<number> {
-    return this.#redis.scard(this.#keys.online);
+    return this.#run("online");
   }
 
   /** True when Redis answers within a second; never rejects. */
@@ -399,7 +613,7 @@ export class RedisStore implements Store {
     this.#closed = true;
     clearInterval(this.#beat);
     try {
-      await this.#run("nodeDown", this.#node, this.#graceMs);
+      await this.#down();
     } catch {
       // Redis is down: the other nodes will declare this one dead instead.
     }

@@ -2,96 +2,145 @@
  * The Redis store's Lua scripts, the key names they share with the store, and
  * one decoder per reply shape.
  *
- * Keys, under the prefix (`DEFAULTS.redisPrefix` unless configured):
+ * ## Keys and slots
  *
- * | key                | type   | holds                                                     |
- * | ------------------ | ------ | --------------------------------------------------------- |
- * | `peer:<id>`        | hash   | name, meta (JSON), admin, resume (SHA-256 hex), node,     |
- * |                    |        | session, graceUntil, away, message; node '' in the grace; |
- * |                    |        | creates, createsUntil (channels made in the hour window)  |
- * | `peer:<id>:ch`     | zset   | the peer's channels, scored by join sequence              |
- * | `chan:<c>`         | hash   | created (Redis ms), key (SHA-256 hex; absent: unkeyed)    |
- * | `chan:<c>:ops`     | set    | operators                                                 |
- * | `chan:<c>:bans`    | set    | banned ids                                                |
- * | `chan:<c>:inv`     | zset   | invitee → expiry (Redis ms)                               |
- * | `chan:<c>:mem`     | zset   | members, scored by join sequence (join order)             |
- * | `node:<node>`      | set    | ids whose session lives on that node                      |
- * | `dead:<node>`      | string | the node was declared dead; its next beat learns so       |
- * | `seq`              | string | the join sequence                                         |
- * | `online`           | set    | ids with a live session                                   |
- * | `nodes`            | zset   | node → last beat (Redis ms)                               |
- * | `grace`            | zset   | ids in their grace → graceUntil (Redis ms)                |
- * | `stream:<s>`       | hash   | epoch, seq (last message) of stream `c:<c>` or `p:<id>`   |
- * | `stream:<s>:log`   | list   | the stream's last `history` messages, oldest first        |
- * | `epochs`           | string | counter that makes every stream epoch unique              |
- * | `generation`       | string | made by the first beat on an empty Redis: a Redis that    |
- * |                    |        | lost its state (restarted empty, flushed) has none or a   |
- * |                    |        | new one, and every node learns so at its next beat        |
+ * Every key carries a hash tag (`{...}`), so the same scripts run on one Redis
+ * and on a Redis Cluster: a channel's keys share the tag `{c:<channel>}`, a
+ * peer's the tag `{p:<peer>}`, and node liveness the tag `{nodes}`. Each script
+ * touches the keys of one tag only (one slot, never `CROSSSLOT`), and is routed
+ * by a key of that tag (`KEYS[1]`). The prefix (`DEFAULTS.redisPrefix` unless
+ * configured) comes first and must not contain `{` or `}`.
  *
- * An empty channel's keys (all but `:mem`, which vanishes when empty) get a
- * TTL of the retention time, so Redis forgets it; a join removes the TTL.
+ * | key                    | type   | holds                                                  |
+ * | ---------------------- | ------ | ------------------------------------------------------ |
+ * | `{p:<id>}`             | hash   | name, meta (JSON), admin, resume (SHA-256 hex), node,  |
+ * |                        |        | session, graceUntil, away, message; node '' in the     |
+ * |                        |        | grace; creates, createsUntil (the hourly window);      |
+ * |                        |        | born (unique per incarnation of the id), jseq (join    |
+ * |                        |        | counter); expiring (when its expiry began)             |
+ * | `{p:<id>}:ch`          | zset   | the peer's channel index, scored by its join order     |
+ * | `{p:<id>}:tok`         | hash   | channel → the token of the peer's latest join of it    |
+ * | `{c:<c>}`              | hash   | created (Redis ms), key (SHA-256 hex; absent: unkeyed) |
+ * | `{c:<c>}:ops`          | set    | operators                                              |
+ * | `{c:<c>}:bans`         | set    | banned ids                                             |
+ * | `{c:<c>}:inv`          | zset   | invitee → expiry (Redis ms)                            |
+ * | `{c:<c>}:mem`          | zset   | members, scored by the channel's join sequence         |
+ * | `{c:<c>}:tok`          | hash   | member → the token of its join                         |
+ * | `{c:<c>}:seq`          | string | the channel's join sequence                            |
+ * | `{<s>}:s`              | hash   | epoch, seq (last message) of stream `c:<c>` or `p:<id>`|
+ * | `{<s>}:log`            | list   | the stream's last `history` messages, oldest first     |
+ * | `{nodes}`              | zset   | node → last beat (Redis ms)                            |
+ * | `{nodes}:peers:<node>` | hash   | session → id of the sessions a node holds              |
+ * | `{nodes}:reap:<node>`  | hash   | the same, of a node being reaped (dead or shut down)   |
+ * | `{nodes}:reaping`      | zset   | node being reaped → the grace end of its peers         |
+ * | `{nodes}:grace`        | zset   | id → no later than its grace end (Redis ms)            |
+ * | `{nodes}:dead:<node>`  | string | the node was declared dead; its next beat learns so    |
+ * | `{nodes}:seen`         | string | the last beat or sweep (Redis ms): a long gap means    |
+ * |                        |        | this slot was unreachable, and beats are forgiven      |
+ * | `{nodes}:generation`   | string | made by the first beat on an empty Redis               |
  *
- * A stream's two keys expire `historyTtlMs` after its last message (then a new
- * epoch starts); they are deleted when their channel is created anew or their
- * peer is created or forgotten, and an empty channel's shrink to its retention.
+ * A stream's keys share the tag of its channel or peer (`{c:<c>}:s`), so a
+ * message is appended and published (PUBLISH, or SPUBLISH to the sharded
+ * channel `<prefix>{c:<c>}` on a cluster) in one script.
+ *
+ * An empty channel's keys (all but `:mem` and `:tok`, which vanish when empty)
+ * get a TTL of the retention time, so Redis forgets it; a join removes the TTL.
+ *
+ * ## Operations across slots
+ *
+ * What one script did atomically across a peer and a channel is now a few
+ * steps, each atomic in its slot, in an order that keeps these invariants
+ * under races and when a node dies between two steps:
+ *
+ * 1. **The channel side is authoritative for membership.** `{c:<c>}:mem` says
+ *    who is in a channel; the peer's index `{p:<id>}:ch` is a superset of the
+ *    channels where it is a member. A join writes the index first (with a new
+ *    token) and then the member (with that token); a leave, kick or ban removes
+ *    the member first, and then the index entry only if its token is still the
+ *    one the removed membership had. Every interleaving of a join and a
+ *    kick of the same peer and channel ends with the index listing the channel
+ *    whenever the peer is a member. A step lost to a crash leaves an index
+ *    entry without membership: whoever reads the index (resume, `/whois`,
+ *    `/away`, expiry) checks each entry against its channel and skips it; it is
+ *    dropped when the peer expires, and counts against the channel limit until then.
+ * 2. **The peer hash is authoritative for liveness** (`node`, `session`,
+ *    `graceUntil`). The node index `{nodes}:peers:<node>` is a superset of the
+ *    sessions whose hash names that node: a claim enlists the session before it
+ *    writes the hash, a release delists it after. A node declared dead, or shut
+ *    down, has its index moved to `{nodes}:reap:<node>`; each entry is parked
+ *    (into its grace) only if the hash still names that session, then removed.
+ *    A crash mid-reap leaves the rest for the next sweep of any node.
+ * 3. **Every peer in its grace has a `{nodes}:grace` entry.** A release (or a
+ *    reap) writes the entry, scored with the grace end, before it parks the
+ *    peer; entries are removed by the sweep only, which checks the hash: a live
+ *    or forgotten peer's entry is dropped (if its score is unchanged), a later
+ *    grace re-scores it, an ended one expires. Two releases racing for one id
+ *    leave the later score: that peer expires up to one grace late.
+ *    Deadlines are computed on the `{nodes}` master's clock, the one the sweep
+ *    compares them with; invites and creation windows live on the clock of
+ *    their own slot.
+ * 4. **An expiry is begun once.** `expireBegin` marks the peer `expiring`
+ *    (a claim of the id answers 433 and a join 401 meanwhile); the node that
+ *    marked it removes the peer from each indexed channel whose membership has
+ *    the indexed token (so a quit is announced once per channel), then deletes
+ *    the peer and its grace entry. A node that dies mid-expiry leaves the mark
+ *    and the grace entry: after `deadMs` another sweep takes over, and only the
+ *    channels not yet left are left (and announced).
+ * 5. **A join that races its peer's expiry is undone**: after the member is
+ *    written, the join checks that the peer is still the same incarnation and
+ *    not expiring, and leaves again if not.
+ *
+ * Redis may lose its state; the `generation` (under `{nodes}`) tells a node so
+ * at its next beat. On a cluster that detects the loss of the `{nodes}` slot
+ * only: a master that loses other slots (restarted empty with no replica)
+ * loses their peers and channels without the nodes writing them back.
  *
  * The names are spelled once, in {@linkcode KEY_SCHEMA}: TypeScript builds them
  * with {@linkcode redisKeys}, and every script with the Lua table `K`, generated
- * from the same schema. A script finds most keys at run time (a peer's channels,
- * a dead node's peers), so they cannot all arrive in `KEYS`; this is why the
- * store needs one Redis (standalone, or a primary with replicas), not a Redis
- * Cluster.
+ * from the same schema.
  *
  * @module
  */
-import type { Redis } from "ioredis";
-import { type Code, Codes, type PeerEntry } from "../../protocol/mod.ts";
-import type {
-  Appended,
-  ChannelView,
-  Claimed,
-  Expired,
-  Fail,
-  Joined,
-  PeerView,
-  Position,
-  Routed,
-  Touched,
-} from "./store.ts";
+import { type Code, Codes } from "../../protocol/mod.ts";
+import type { RedisClient } from "../redis_conn.ts";
+import type { Appended, ChannelView, Fail, Joined, Position, Routed } from "./store.ts";
 
-/** Every key name: `{}` stands for the builder's argument. */
+/** Every key name: `#` stands for the builder's argument. */
 export const KEY_SCHEMA = {
-  peer: "peer:{}",
-  peerChannels: "peer:{}:ch",
-  channel: "chan:{}",
-  channelOps: "chan:{}:ops",
-  channelBans: "chan:{}:bans",
-  channelInvites: "chan:{}:inv",
-  channelMembers: "chan:{}:mem",
-  nodePeers: "node:{}",
-  deadNode: "dead:{}",
-  seq: "seq",
-  online: "online",
-  nodes: "nodes",
-  grace: "grace",
-  stream: "stream:{}",
-  streamLog: "stream:{}:log",
-  epochs: "epochs",
-  generation: "generation",
+  peer: "{p:#}",
+  peerChannels: "{p:#}:ch",
+  peerTokens: "{p:#}:tok",
+  channel: "{c:#}",
+  channelOps: "{c:#}:ops",
+  channelBans: "{c:#}:bans",
+  channelInvites: "{c:#}:inv",
+  channelMembers: "{c:#}:mem",
+  channelTokens: "{c:#}:tok",
+  channelSeq: "{c:#}:seq",
+  stream: "{#}:s",
+  streamLog: "{#}:log",
+  nodes: "{nodes}",
+  nodePeers: "{nodes}:peers:#",
+  reapPeers: "{nodes}:reap:#",
+  reaping: "{nodes}:reaping",
+  grace: "{nodes}:grace",
+  deadNode: "{nodes}:dead:#",
+  seen: "{nodes}:seen",
+  generation: "{nodes}:generation",
 } as const;
 
 type Schema = typeof KEY_SCHEMA;
 
 /** Key names under one prefix: a function for each key with an argument, a string otherwise. */
 export type RedisKeys = {
-  [K in keyof Schema]: Schema[K] extends `${string}{}${string}` ? (x: string) => string : string;
+  [K in keyof Schema]: Schema[K] extends `${string}#${string}` ? (x: string) => string : string;
 };
 
 /** Builds the key names under `prefix`, e.g. `redisKeys("signaller:").peer(id)`. */
 export function redisKeys(prefix: string): RedisKeys {
   const keys: Record<string, string | ((x: string) => string)> = {};
   for (const [name, template] of Object.entries(KEY_SCHEMA)) {
-    const [head, tail] = template.split("{}");
+    const [head, tail] = template.split("#");
     keys[name] = tail === undefined ? prefix + head : (x: string) => prefix + head + x + tail;
   }
   return keys as RedisKeys;
@@ -101,7 +150,7 @@ export function redisKeys(prefix: string): RedisKeys {
 function luaKeys(): string {
   const lines = ["local K = {}"];
   for (const [name, template] of Object.entries(KEY_SCHEMA)) {
-    const [head, tail] = template.split("{}");
+    const [head, tail] = template.split("#");
     lines.push(
       tail === undefined
         ? `K.${name} = P .. '${head}'`
@@ -116,26 +165,34 @@ function luaKeys(): string {
 /** The window of the channel creation limit, ms. */
 const HOUR_MS = 3_600_000;
 
+/**
+ * A silence of the liveness slot longer than this (no beat, no sweep from any node) is an
+ * outage or a failover of that slot, not nodes dying, ms: above a beat and a sweep period.
+ */
+const SILENCE_MS = 3_000;
+
 /** How long a `dead:<node>` mark waits for the node's next beat, ms. */
 const DEAD_MARK_MS = 3_600_000;
 
 /**
- * Shared by every script. ARGV[1] is the key prefix and ARGV[2] the channel
- * retention time (ms); a script's own arguments start at ARGV[3].
+ * Shared by every script. ARGV[1] is the key prefix, ARGV[2] the channel
+ * retention time (ms) and ARGV[3] the publish command (PUBLISH, or SPUBLISH on
+ * a cluster); a script's own arguments start at ARGV[4]. KEYS[1] only routes
+ * the script to its slot.
  */
 const LIB = `
 local P = ARGV[1]
 local RETENTION = tonumber(ARGV[2])
+local PUB = ARGV[3]
 ${luaKeys()}
 
--- The keys an empty channel keeps for its retention time (':mem' vanishes when empty).
+-- The keys an empty channel keeps for its retention time (':mem' and ':tok' vanish when empty).
 local function retained(c)
-  return { K.channel(c), K.channelOps(c), K.channelBans(c), K.channelInvites(c) }
+  return { K.channel(c), K.channelOps(c), K.channelBans(c), K.channelInvites(c), K.channelSeq(c) }
 end
 
--- Redis time in ms: one clock for all nodes. Every deadline (grace, invite expiry, channel
--- creation, heartbeats, the creation window) is computed from it, never from a node's clock:
--- nodes whose clocks disagree still agree on when a grace ends.
+-- Redis time in ms. Every deadline is computed from the clock of the master that holds it and
+-- compared on that same clock, never on a node's.
 local function nowMs()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -154,15 +211,15 @@ local function isMember(c, id)
   return redis.call('ZSCORE', K.channelMembers(c), id) ~= false
 end
 
--- Adds a member at the end of the join order; a retained empty channel is kept for good again.
-local function enter(c, id)
+-- Adds a member at the end of the join order with its join token; a retained empty channel
+-- is kept for good again.
+local function enter(c, id, tok)
   local mem = K.channelMembers(c)
   if redis.call('ZCARD', mem) == 0 then
     for _, k in ipairs(retained(c)) do redis.call('PERSIST', k) end
   end
-  local seq = redis.call('INCR', K.seq)
-  redis.call('ZADD', mem, seq, id)
-  redis.call('ZADD', K.peerChannels(id), seq, c)
+  redis.call('ZADD', mem, redis.call('INCR', K.channelSeq(c)), id)
+  redis.call('HSET', K.channelTokens(c), id, tok)
 end
 
 -- A stream's keys: its epoch and seq, and its messages.
@@ -170,11 +227,13 @@ local function streamKeys(name)
   return K.stream(name), K.streamLog(name)
 end
 
--- Removes a member; the last one out starts the channel's retention time. Returns the total.
+-- Removes a member; the last one out starts the channel's retention time. Returns the total
+-- and the token of the membership removed.
 local function leave(c, id)
   local mem = K.channelMembers(c)
+  local tok = redis.call('HGET', K.channelTokens(c), id) or ''
   redis.call('ZREM', mem, id)
-  redis.call('ZREM', K.peerChannels(id), c)
+  redis.call('HDEL', K.channelTokens(c), id)
   local total = redis.call('ZCARD', mem)
   if total == 0 then
     for _, k in ipairs(retained(c)) do redis.call('PEXPIRE', k, RETENTION) end
@@ -184,7 +243,7 @@ local function leave(c, id)
       if ttl == -1 or ttl > RETENTION then redis.call('PEXPIRE', k, RETENTION) end
     end
   end
-  return total
+  return total, tok
 end
 
 -- A key written while the channel is empty expires with the rest of it.
@@ -196,31 +255,15 @@ local function settle(c)
   end
 end
 
--- Moves every peer still live on 'node' into its grace (until 'graceUntil', Redis ms) and
--- forgets the node.
-local function releaseNode(node, graceUntil)
-  local np = K.nodePeers(node)
-  for _, id in ipairs(redis.call('SMEMBERS', np)) do
-    local pk = K.peer(id)
-    if redis.call('HGET', pk, 'node') == node then
-      redis.call('HSET', pk, 'node', '', 'graceUntil', graceUntil)
-      redis.call('ZADD', K.grace, graceUntil, id)
-      redis.call('SREM', K.online, id)
-    end
-  end
-  redis.call('DEL', np)
-  redis.call('ZREM', K.nodes, node)
-end
-
--- A stream's epoch and last seq; a missing (new or expired) stream gets a fresh epoch,
--- kept 'ttl' ms. TIME alone could repeat (two streams in one microsecond, a clock set
--- back); the counter never does, so an epoch is never reused.
-local function streamOpen(name, ttl)
+-- A stream's epoch and last seq; a missing (new or expired) stream gets a fresh epoch, kept
+-- 'ttl' ms. TIME alone could repeat (a clock set back, a failover to a master whose clock is
+-- behind); the node's nonce (random per process, counted per call) never does.
+local function streamOpen(name, ttl, nonce)
   local sk, log = streamKeys(name)
   local f = redis.call('HMGET', sk, 'epoch', 'seq')
   if f[1] then return f[1], tonumber(f[2]) end
   local t = redis.call('TIME')
-  local epoch = t[1] .. '.' .. t[2] .. '.' .. redis.call('INCR', K.epochs)
+  local epoch = t[1] .. '.' .. t[2] .. '.' .. nonce
   redis.call('DEL', log)
   redis.call('HSET', sk, 'epoch', epoch, 'seq', 0)
   redis.call('PEXPIRE', sk, ttl)
@@ -231,8 +274,8 @@ end
 -- The history is a list, not a sorted set or a Redis stream: seqs are dense, so the list
 -- holds exactly seqs (seq - LLEN + 1)..seq and a seq's index is plain arithmetic. RPUSH
 -- and LTRIM are O(1) per message, and a replay is one LRANGE.
-local function append(name, head, history, ttl)
-  streamOpen(name, ttl)
+local function append(name, head, history, ttl, nonce)
+  streamOpen(name, ttl, nonce)
   local sk, log = streamKeys(name)
   local seq = redis.call('HINCRBY', sk, 'seq', 1)
   local text = head .. ',"seq":' .. seq .. '}'
@@ -243,28 +286,14 @@ local function append(name, head, history, ttl)
   return seq, text
 end
 
--- Publishes a stream message to its bus topic in the envelope format (server/bus/envelope.ts).
--- The origin is empty, never a node's id: every node delivers it, the sender's one included,
--- so all nodes deliver in seq order.
+-- Publishes a stream message to its bus topic in the envelope format (server/bus/envelope.ts),
+-- on the topic's Redis channel as server/bus/redis.ts names it. The origin is empty, never a
+-- node's id: every node delivers it, the sender's one included, so all nodes deliver in seq
+-- order.
 local function deliver(name, type_, seq, text, except)
   local header = '{"type":"' .. type_ .. '","seq":' .. seq
   if except then header = header .. ',"except":' .. cjson.encode(except) end
-  redis.call('PUBLISH', P .. name, '\\n' .. header .. '}\\n' .. text)
-end
-
--- Counts a channel creation against the peer's hourly allowance: 0 when it may create one,
--- else the ms until its window (a fixed hour from its first creation in it) ends.
-local function createWait(id, now, max)
-  local pk = K.peer(id)
-  local f = redis.call('HMGET', pk, 'creates', 'createsUntil')
-  local count, until_ = tonumber(f[1]) or 0, tonumber(f[2]) or 0
-  if until_ <= now then
-    count, until_ = 0, now + ${HOUR_MS}
-    redis.call('HSET', pk, 'creates', 0, 'createsUntil', until_)
-  end
-  if count >= max then return until_ - now end
-  redis.call('HINCRBY', pk, 'creates', 1)
-  return 0
+  redis.call(PUB, P .. '{' .. name .. '}', '\\n' .. header .. '}\\n' .. text)
 end
 
 -- The operator check of kick, ban and unban: an error code, or nil when allowed.
@@ -275,17 +304,69 @@ local function opCheck(by, target, c)
   end
   return nil
 end
+
+-- The peer's channel index in join order, each with the token of its latest join.
+local function indexed(id)
+  local out = {}
+  local toks = K.peerTokens(id)
+  for _, c in ipairs(redis.call('ZRANGE', K.peerChannels(id), 0, -1)) do
+    out[#out + 1] = c
+    out[#out + 1] = redis.call('HGET', toks, c) or ''
+  end
+  return out
+end
+
+-- Indexes a channel for the peer with a new join token (the first join keeps its place).
+local function index(id, c)
+  local pk = K.peer(id)
+  local j = redis.call('HINCRBY', pk, 'jseq', 1)
+  local tok = redis.call('HGET', pk, 'born') .. ':' .. j
+  redis.call('ZADD', K.peerChannels(id), 'NX', j, c)
+  redis.call('HSET', K.peerTokens(id), c, tok)
+  return tok
+end
+
+-- Moves a node's sessions to its reap list, every one to be parked with the grace end
+-- 'graceUntil'.
+local function reapNode(node, graceUntil)
+  local np, rp = K.nodePeers(node), K.reapPeers(node)
+  local flat = redis.call('HGETALL', np)
+  for i = 1, #flat, 2 do redis.call('HSET', rp, flat[i], flat[i + 1]) end
+  redis.call('DEL', np)
+  redis.call('ZREM', K.nodes, node)
+  if redis.call('EXISTS', rp) == 1 then redis.call('ZADD', K.reaping, graceUntil, node) end
+end
+
+-- Every beat and sweep notes its time. A gap of more than ${SILENCE_MS} ms since the last one
+-- means nobody could reach this slot (its master failed over, Redis was away): nobody beat, and
+-- nobody is dead for that. Every node's beat counts as made now, so a node is declared dead
+-- only once the others have beaten for deadMs without it.
+local function continuity(now)
+  local last = tonumber(redis.call('GET', K.seen) or now)
+  if now - last > ${SILENCE_MS} then
+    for _, n in ipairs(redis.call('ZRANGE', K.nodes, 0, -1)) do redis.call('ZADD', K.nodes, now, n) end
+  end
+  redis.call('SET', K.seen, now)
+end
+
+-- Up to 'batch' sessions of a node being reaped: {session, id, ...}; each id gets its grace
+-- entry now, before it is parked.
+local function reapBatch(node, graceUntil, batch)
+  local out = {}
+  local flat = redis.call('HGETALL', K.reapPeers(node))
+  for i = 1, math.min(#flat, batch * 2), 2 do
+    redis.call('ZADD', K.grace, graceUntil, flat[i + 1])
+    out[#out + 1] = flat[i]
+    out[#out + 1] = flat[i + 1]
+  end
+  return out
+end
 `;
 
 // ---- Replies and their decoders.
 
 /** A script's reply as ioredis decodes it (Lua false and nil become null). */
 export type Reply = null | string | number | Reply[];
-
-/** A member count after a change. */
-export interface Total {
-  total: number;
-}
 
 const fail = (code: Reply): Fail => ({ error: Number(code) as Code });
 /** A flag: `1` from a Redis command, `'1'` from a hash field. */
@@ -302,9 +383,15 @@ function pairs(flat: Reply[]): [string, Reply][] {
   return out;
 }
 
-/** `{channel, total, channel, total, ...}`. */
-function touched(flat: Reply): Touched[] {
-  return pairs(list(flat)).map(([channel, total]) => ({ channel, total: Number(total) }));
+/** A peer's channel index entry: the channel and the token of the peer's latest join. */
+export interface Indexed {
+  channel: string;
+  tok: string;
+}
+
+/** `{channel, tok, channel, tok, ...}`. */
+function decodeIndexed(flat: Reply): Indexed[] {
+  return pairs(list(flat)).map(([channel, tok]) => ({ channel, tok: String(tok) }));
 }
 
 /** `{0, ...}` on success, whose fields follow; `{code}` on failure. */
@@ -316,27 +403,48 @@ function succeeded(r: Reply): Reply[] | Fail {
 /** A script whose reply means nothing. */
 function decodeNothing(): void {}
 
-/**
- * `{0, 1}` for a new id; `{0, 0, oldNode, oldSession, away, channels, message}`
- * on resume; `{code}` on failure.
- */
-function decodeClaim(r: Reply): Claimed | Fail {
-  const a = succeeded(r);
-  if (!Array.isArray(a)) return a;
-  if (a[1] === 1) return { fresh: true, channels: [], away: false };
-  const [, , node, session, away, channels, message] = a;
-  const claimed: Claimed = { fresh: false, channels: list(channels) as string[], away: bool(away) };
-  if (message !== null && message !== undefined) claimed.message = String(message);
-  if (node !== "") claimed.replaced = { node: String(node), session: String(session) };
-  return claimed;
+/** A number. */
+function decodeNumber(r: Reply): number {
+  return Number(r);
 }
 
-/** One `{id, channel, total, channel, total, ...}` per expired peer. */
-function decodeExpired(r: Reply): Expired[] {
-  return list(r).map((entry) => {
-    const [id, ...flat] = list(entry);
-    return { id: String(id), channels: touched(flat) };
-  });
+/** A flag. */
+function decodeFlag(r: Reply): boolean {
+  return r === 1;
+}
+
+/** What the peer step of a claim answers. */
+export type ClaimReply =
+  | { fresh: true }
+  | {
+    fresh: false;
+    node: string;
+    session: string;
+    away: boolean;
+    channels: Indexed[];
+    message?: string;
+  }
+  | Fail;
+
+/**
+ * `{0, 1}` for a new id; `{0, 0, oldNode, oldSession, away, index, message}`
+ * on resume; `{code}` on failure.
+ */
+function decodeClaim(r: Reply): ClaimReply {
+  const a = succeeded(r);
+  if (!Array.isArray(a)) return a;
+  if (a[1] === 1) return { fresh: true };
+  const [, , node, session, away, channels, message] = a;
+  const c: ClaimReply = {
+    fresh: false,
+    node: String(node),
+    session: String(session),
+    away: bool(away),
+    channels: decodeIndexed(channels),
+  };
+  const m = optional(message);
+  if (m !== undefined) c.message = m;
+  return c;
 }
 
 /** What a beat learns: whether this node had been declared dead, and Redis' generation. */
@@ -351,60 +459,103 @@ function decodeBeat(r: Reply): Beat {
   return { declaredDead: dead === 1, generation: String(generation) };
 }
 
-/** `{name, meta, admin, away, node, {channel, keyed, ...}, message}`, or null. */
-function decodePeer(r: Reply): Omit<PeerView, "id"> | null {
+/** The peer's own fields as `/whois` shows them, with its channel index. */
+export interface PeerFields {
+  name: string;
+  meta: Record<string, unknown>;
+  admin: boolean;
+  away: boolean;
+  online: boolean;
+  channels: Indexed[];
+  message?: string;
+}
+
+/** `{name, meta, admin, away, node, index, message}`, or null. */
+function decodePeer(r: Reply): PeerFields | null {
   if (r === null) return null;
   const [name, meta, admin, away, node, chans, message] = list(r);
-  const view: Omit<PeerView, "id"> = {
+  const view: PeerFields = {
     name: String(name),
     meta: JSON.parse(String(meta)),
     admin: bool(admin),
     away: bool(away),
     online: node !== "",
-    channels: pairs(list(chans)).map(([channel, keyed]) => ({ channel, keyed: bool(keyed) })),
+    channels: decodeIndexed(chans),
   };
   const m = optional(message);
   if (m !== undefined) view.message = m;
   return view;
 }
 
-/** The peer's away state after `/away`. */
+/** The peer's away state after `/away`, with its channel index. */
 export interface AwayReply {
   away: boolean;
   message?: string;
-  channels: Touched[];
+  channels: Indexed[];
 }
 
-/** `{away, {channel, total, ...}, message}`. */
+/** `{away, index, message}`. */
 function decodeAway(r: Reply): AwayReply {
   const [away, chans, message] = list(r);
-  const channels = touched(chans);
+  const channels = decodeIndexed(chans);
   const m = optional(message);
   return m === undefined
     ? { away: away === 1, channels }
     : { away: away === 1, message: m, channels };
 }
 
-/** `{0, created, op, already, total}`, `{263, retryAfterMs}` or `{code}`. */
-function decodeJoin(r: Reply): Joined | Fail {
+/** The peer step of a join: the token to join with, and whether the channel limit is reached. */
+export interface JoinPrep {
+  tok: string;
+  /** The peer has `maxChannels` channels and this is not one of them. */
+  over: boolean;
+}
+
+/** `{0, over, tok}` or `{code}`. */
+function decodeJoinPrep(r: Reply): JoinPrep | Fail {
   const a = succeeded(r);
-  if (!Array.isArray(a) && a.error === Codes.RPL_TRYAGAIN) {
-    return { error: a.error, retryAfterMs: Number(list(r)[1]) };
-  }
-  if (!Array.isArray(a)) return a;
+  return Array.isArray(a) ? { over: a[1] === 1, tok: String(a[2]) } : a;
+}
+
+/** The channel step of a join; `create` when it may only go on with a creation allowance. */
+export type JoinReply = Joined | Fail | { create: true };
+
+/** `{0, created, op, already, total}`, `{-1}` (needs a creation allowance) or `{code}`. */
+function decodeJoin(r: Reply): JoinReply {
+  const a = list(r);
+  if (a[0] === -1) return { create: true };
+  const ok = succeeded(r);
+  if (!Array.isArray(ok)) return ok;
   return { created: a[1] === 1, op: a[2] === 1, already: a[3] === 1, total: Number(a[4]) };
+}
+
+/** A member count after a change, and the token of the membership it removed ('' for none). */
+export interface Left {
+  total: number;
+  tok: string;
+}
+
+/** `{0, total, tok}` or `{code}`. */
+function decodeLeft(r: Reply): Left | Fail {
+  const a = succeeded(r);
+  return Array.isArray(a) ? { total: Number(a[1]), tok: String(a[2]) } : a;
+}
+
+/** `{0, total, wasMember, tok}` or `{code}`. */
+function decodeBan(r: Reply): (Left & { wasMember: boolean }) | Fail {
+  const a = succeeded(r);
+  return Array.isArray(a) ? { total: Number(a[1]), wasMember: a[2] === 1, tok: String(a[3]) } : a;
+}
+
+/** A member count. */
+export interface Total {
+  total: number;
 }
 
 /** `{0, total}` or `{code}`. */
 function decodeTotal(r: Reply): Total | Fail {
   const a = succeeded(r);
   return Array.isArray(a) ? { total: Number(a[1]) } : a;
-}
-
-/** `{0, total, wasMember}` or `{code}`. */
-function decodeBan(r: Reply): (Total & { wasMember: boolean }) | Fail {
-  const a = succeeded(r);
-  return Array.isArray(a) ? { total: Number(a[1]), wasMember: a[2] === 1 } : a;
 }
 
 /** A list of strings. */
@@ -424,21 +575,28 @@ function decodeChannel(r: Reply): Omit<ChannelView, "channel"> | null {
   };
 }
 
-/** One `{id, name, op, away, node, message}` per member. */
-function decodeMembers(r: Reply): PeerEntry[] {
-  return list(r).map((m) => {
-    const [id, name, op, away, node, message] = list(m);
-    const e: PeerEntry = {
-      id: String(id),
-      name: String(name),
-      op: op === 1,
-      away: away === "1",
-      online: node !== "" && node !== null,
-    };
-    const msg = optional(message);
-    if (msg !== undefined) e.message = msg;
-    return e;
-  });
+/** A member as the channel knows it: its id and whether it is an operator. */
+export interface MemberRef {
+  id: string;
+  op: boolean;
+}
+
+/** `{id, op, id, op, ...}`. */
+function decodeMemberRefs(r: Reply): MemberRef[] {
+  return pairs(list(r)).map(([id, op]) => ({ id, op: op === 1 }));
+}
+
+/** A channel as seen by one of its indexed peers. */
+export interface ChannelOf {
+  member: boolean;
+  keyed: boolean;
+  total: number;
+}
+
+/** `{member, keyed, total}`. */
+function decodeChannelOf(r: Reply): ChannelOf {
+  const [member, keyed, total] = list(r);
+  return { member: member === 1, keyed: keyed === 1, total: Number(total) };
 }
 
 /** `{seq, text}`. */
@@ -473,32 +631,119 @@ function decodeSince(r: Reply): string[] | null {
   return r === null ? null : decodeStrings(r);
 }
 
+/** What the expiry of one peer found when it began. */
+export type ExpireBegin =
+  | { state: "gone" | "live" | "busy" }
+  | { state: "later"; graceUntil: number }
+  | { state: "due"; channels: Indexed[] };
+
+/** `{0}` gone, `{1}` live, `{2, graceUntil}` later, `{3, index}` due, `{4}` busy. */
+function decodeExpireBegin(r: Reply): ExpireBegin {
+  const a = list(r);
+  switch (a[0]) {
+    case 1:
+      return { state: "live" };
+    case 2:
+      return { state: "later", graceUntil: Number(a[1]) };
+    case 3:
+      return { state: "due", channels: decodeIndexed(a[1]) };
+    case 4:
+      return { state: "busy" };
+    default:
+      return { state: "gone" };
+  }
+}
+
+/** A session to park: its id, and which node's reap list it is on. */
+export interface Reaped {
+  node: string;
+  graceUntil: number;
+  sessions: { session: string; id: string }[];
+}
+
+/** `{node, graceUntil, {session, id, ...}}` per node. */
+function decodeReaps(r: Reply): Reaped[] {
+  return list(r).map((e) => {
+    const [node, graceUntil, flat] = list(e);
+    return {
+      node: String(node),
+      graceUntil: Number(graceUntil),
+      sessions: pairs(list(flat)).map(([session, id]) => ({ session, id: String(id) })),
+    };
+  });
+}
+
+/** What a sweep found: sessions of dead nodes to park, and grace entries that are due. */
+export interface Sweep {
+  /** The sweep's time (the `{nodes}` master's clock, moved forward by `aheadMs`). */
+  now: number;
+  reaps: Reaped[];
+  due: { id: string; score: number }[];
+}
+
+/** `{now, reaps, {id, score, ...}}`. */
+function decodeSweep(r: Reply): Sweep {
+  const [now, reaps, due] = list(r);
+  return {
+    now: Number(now),
+    reaps: decodeReaps(reaps),
+    due: pairs(list(due)).map(([id, score]) => ({ id, score: Number(score) })),
+  };
+}
+
+/** `{removed, total}`. */
+function decodeLeftIf(r: Reply): { removed: boolean; total: number } {
+  const [removed, total] = list(r);
+  return { removed: removed === 1, total: Number(total) };
+}
+
+/** `{1}` when the id is held by another session; `{0, index}` once written. */
+function decodeRestore(r: Reply): Indexed[] | null {
+  const [taken, index] = list(r);
+  return taken === 1 ? null : decodeIndexed(index);
+}
+
 // ---- The scripts.
 
 /** A script argument. */
 export type Arg = string | number;
 
+/** The key a script is routed by: of its tag, from its arguments. */
+type Route<A extends readonly Arg[]> = (k: RedisKeys, args: A) => string;
+
 /** A script: its Lua (with {@linkcode LIB}), its arguments' types and its reply's decoder. */
 export interface Script<A extends readonly Arg[], T> {
   lua: string;
   decode(reply: Reply): T;
-  /** Only a type: the script's own arguments, ARGV[3] onwards. */
-  args?: A;
+  route: Route<A>;
 }
 
-function script<A extends readonly Arg[], T>(body: string, decode: (r: Reply) => T): Script<A, T> {
-  return { lua: LIB + body, decode };
+function script<A extends readonly Arg[], T>(
+  route: Route<A>,
+  body: string,
+  decode: (r: Reply) => T,
+): Script<A, T> {
+  return { lua: LIB + body, decode, route };
 }
 
 /** 1 or 0, as flags travel to a script. */
 type Flag = 0 | 1;
 
+// Routes: the first argument is the peer, the channel, or the stream; or the {nodes} slot.
+const byPeer = <A extends readonly [string, ...Arg[]]>(k: RedisKeys, a: A) => k.peer(a[0]);
+const byChannel = <A extends readonly [string, ...Arg[]]>(k: RedisKeys, a: A) => k.channel(a[0]);
+const byStream = <A extends readonly [string, ...Arg[]]>(k: RedisKeys, a: A) => k.stream(a[0]);
+const byNodes = (k: RedisKeys) => k.nodes;
+
 /** Every script, by name. */
 export const SCRIPTS = {
+  // ---- A peer's slot.
+
   /**
    * Takes an id: new (stored with the fresh hash), or resumed with the matching
-   * resume hash (taking over the live session or ending the grace); 433 otherwise.
-   * The claiming node is registered as alive so its peers are never orphaned.
+   * resume hash (taking over the live session or ending the grace); 433
+   * otherwise, and while the id's expiry runs. Answers the session it took over
+   * and the peer's channel index. The session is enlisted on its node before.
    */
   claim: script<
     [
@@ -511,43 +756,38 @@ export const SCRIPTS = {
       node: string,
       session: string,
     ],
-    Claimed | Fail
+    ClaimReply
   >(
+    byPeer,
     `
-local id, name, meta, admin, resumeHash, freshHash, node, session = unpack(ARGV, 3)
+local id, name, meta, admin, resumeHash, freshHash, node, session = unpack(ARGV, 4)
 local pk = K.peer(id)
-redis.call('ZADD', K.nodes, 'NX', nowMs(), node)
 if redis.call('EXISTS', pk) == 0 then
-  -- A new peer never inherits the inbox of a forgotten one with the same id.
-  redis.call('DEL', streamKeys('p:' .. id))
+  -- A new peer never inherits the inbox or an index of a forgotten one with the same id.
+  redis.call('DEL', K.peerChannels(id), K.peerTokens(id), streamKeys('p:' .. id))
+  local t = redis.call('TIME')
   redis.call('HSET', pk, 'name', name, 'meta', meta, 'admin', admin, 'resume', freshHash,
-    'node', node, 'session', session, 'graceUntil', 0, 'away', 0)
-  redis.call('SADD', K.online, id)
-  redis.call('SADD', K.nodePeers(node), id)
+    'node', node, 'session', session, 'graceUntil', 0, 'away', 0, 'born', t[1] .. '.' .. t[2],
+    'jseq', 0)
   return { 0, 1 }
 end
+if redis.call('HEXISTS', pk, 'expiring') == 1 then return { ${Codes.ERR_NICKNAMEINUSE} } end
 if not sameHash(resumeHash, redis.call('HGET', pk, 'resume')) then
   return { ${Codes.ERR_NICKNAMEINUSE} }
 end
 local f = redis.call('HMGET', pk, 'node', 'session', 'away', 'message')
-if f[1] ~= '' then
-  redis.call('SREM', K.nodePeers(f[1]), id)
-else
-  redis.call('ZREM', K.grace, id)
-end
 redis.call('HSET', pk, 'name', name, 'meta', meta, 'admin', admin,
   'node', node, 'session', session, 'graceUntil', 0)
-redis.call('SADD', K.online, id)
-redis.call('SADD', K.nodePeers(node), id)
-return { 0, 0, f[1], f[2], f[3], redis.call('ZRANGE', K.peerChannels(id), 0, -1), f[4] }
+return { 0, 0, f[1], f[2], f[3], indexed(id), f[4] }
 `,
     decodeClaim,
   ),
 
   /** Updates name, meta and admin if `session` holds the peer. */
   describe: script<[id: string, session: string, name: string, meta: string, admin: Flag], void>(
+    byPeer,
     `
-local id, session, name, meta, admin = unpack(ARGV, 3)
+local id, session, name, meta, admin = unpack(ARGV, 4)
 local pk = K.peer(id)
 if redis.call('HGET', pk, 'session') == session then
   redis.call('HSET', pk, 'name', name, 'meta', meta, 'admin', admin)
@@ -557,18 +797,100 @@ return 0
     decodeNothing,
   ),
 
-  /** Puts a live peer held by `session` into its grace, `graceMs` from now (Redis time). */
-  release: script<[id: string, session: string, graceMs: number], void>(
+  /**
+   * Puts a live peer held by `session` into its grace until `graceUntil` (the
+   * `{nodes}` clock, where its grace entry was written before); answers the
+   * node it was live on, '' when `session` held it no longer.
+   */
+  park: script<[id: string, session: string, graceUntil: number], string>(
+    byPeer,
     `
-local id, session, graceMs = unpack(ARGV, 3)
+local id, session, graceUntil = unpack(ARGV, 4)
 local pk = K.peer(id)
 local f = redis.call('HMGET', pk, 'session', 'node')
-if f[1] == session and f[2] and f[2] ~= '' then
-  local graceUntil = nowMs() + math.max(0, tonumber(graceMs))
-  redis.call('SREM', K.nodePeers(f[2]), id)
-  redis.call('SREM', K.online, id)
-  redis.call('HSET', pk, 'node', '', 'graceUntil', graceUntil)
-  redis.call('ZADD', K.grace, graceUntil, id)
+if f[1] ~= session or not f[2] or f[2] == '' then return '' end
+redis.call('HSET', pk, 'node', '', 'graceUntil', graceUntil)
+return f[2]
+`,
+    String,
+  ),
+
+  /**
+   * Begins the expiry of a peer whose grace entry is due at `now` (the
+   * `{nodes}` clock): gone, live (the entry is stale), later (a newer grace),
+   * busy (another node expires it, begun less than `takeoverMs` ago), or due:
+   * marked expiring, with its channel index.
+   */
+  expireBegin: script<[id: string, now: number, takeoverMs: number], ExpireBegin>(
+    byPeer,
+    `
+local id, now, takeoverMs = unpack(ARGV, 4)
+now = tonumber(now)
+local pk = K.peer(id)
+local f = redis.call('HMGET', pk, 'node', 'graceUntil', 'expiring')
+if not f[1] then return { 0 } end
+if f[1] ~= '' then return { 1 } end
+if tonumber(f[2]) > now then return { 2, f[2] } end
+if f[3] and tonumber(f[3]) + tonumber(takeoverMs) > now then return { 4 } end
+redis.call('HSET', pk, 'expiring', now)
+return { 3, indexed(id) }
+`,
+    decodeExpireBegin,
+  ),
+
+  /** Ends an expiry: forgets the peer, its index and its inbox. */
+  expireEnd: script<[id: string], void>(
+    byPeer,
+    `
+local id = ARGV[4]
+redis.call('DEL', K.peer(id), K.peerChannels(id), K.peerTokens(id), streamKeys('p:' .. id))
+return 0
+`,
+    decodeNothing,
+  ),
+
+  /**
+   * The peer step of a join: 401 for an unknown or expiring peer; else a new
+   * join token, indexed for the channel unless the peer is at `maxChannels`
+   * without it (`over`).
+   */
+  joinPrep: script<[id: string, channel: string, maxChannels: number], JoinPrep | Fail>(
+    byPeer,
+    `
+local id, c, max = unpack(ARGV, 4)
+local pk = K.peer(id)
+if redis.call('EXISTS', pk) == 0 or redis.call('HEXISTS', pk, 'expiring') == 1 then
+  return { ${Codes.ERR_NOSUCHNICK} }
+end
+local listed = redis.call('ZSCORE', K.peerChannels(id), c) ~= false
+if not listed and redis.call('ZCARD', K.peerChannels(id)) >= tonumber(max) then
+  return { 0, 1, '' }
+end
+return { 0, 0, index(id, c) }
+`,
+    decodeJoinPrep,
+  ),
+
+  /** Whether the peer is still the incarnation `tok` was made for and not expiring. */
+  alive: script<[id: string, tok: string], boolean>(
+    byPeer,
+    `
+local id, tok = unpack(ARGV, 4)
+local f = redis.call('HMGET', K.peer(id), 'born', 'expiring')
+if not f[1] or f[2] then return 0 end
+return string.sub(tok, 1, #f[1] + 1) == f[1] .. ':' and 1 or 0
+`,
+    decodeFlag,
+  ),
+
+  /** Drops the peer's index entry for `channel` if its token is still `tok`. */
+  unindex: script<[id: string, channel: string, tok: string], void>(
+    byPeer,
+    `
+local id, c, tok = unpack(ARGV, 4)
+if tok ~= '' and redis.call('HGET', K.peerTokens(id), c) == tok then
+  redis.call('ZREM', K.peerChannels(id), c)
+  redis.call('HDEL', K.peerTokens(id), c)
 end
 return 0
 `,
@@ -576,86 +898,71 @@ return 0
   ),
 
   /**
-   * First declares dead the nodes whose last beat (Redis time) is older than
-   * `deadMs`, giving their peers the full grace from now (Redis time); then
-   * removes, from their channels and from the store, at most `batch` peers whose
-   * grace ended by Redis time + `aheadMs` (0 but in tests that move time forward).
+   * Counts a channel creation against the peer's hourly allowance of `max`: 0
+   * when it may create one, else the ms until its window (a fixed hour from its
+   * first creation in it) ends.
    */
-  expire: script<[aheadMs: number, graceMs: number, deadMs: number, batch: number], Expired[]>(
+  createWait: script<[id: string, max: number], number>(
+    byPeer,
     `
-local aheadMs, graceMs, deadMs, batch = unpack(ARGV, 3)
-local redisNow = nowMs()
-local now = redisNow + tonumber(aheadMs)
-local dead = redis.call('ZRANGEBYSCORE', K.nodes, '-inf', redisNow - tonumber(deadMs))
-for _, node in ipairs(dead) do
-  releaseNode(node, redisNow + tonumber(graceMs))
-  -- Tells the node, should it be alive after all, that its sessions are over.
-  redis.call('SET', K.deadNode(node), 1, 'PX', ${DEAD_MARK_MS})
+local id, max = unpack(ARGV, 4)
+local pk = K.peer(id)
+local now = nowMs()
+local f = redis.call('HMGET', pk, 'creates', 'createsUntil')
+local count, until_ = tonumber(f[1]) or 0, tonumber(f[2]) or 0
+if until_ <= now then
+  count, until_ = 0, now + ${HOUR_MS}
+  redis.call('HSET', pk, 'creates', 0, 'createsUntil', until_)
 end
-local out = {}
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', K.grace, '-inf', now, 'LIMIT', 0, batch)) do
-  local entry = { id }
-  for _, c in ipairs(redis.call('ZRANGE', K.peerChannels(id), 0, -1)) do
-    if redis.call('EXISTS', K.channel(c)) == 1 then
-      entry[#entry + 1] = c
-      entry[#entry + 1] = leave(c, id)
-    end
-  end
-  redis.call('DEL', K.peer(id), K.peerChannels(id), streamKeys('p:' .. id))
-  redis.call('ZREM', K.grace, id)
-  out[#out + 1] = entry
-end
-return out
-`,
-    decodeExpired,
-  ),
-
-  /**
-   * Records this node's beat; tells whether it had been declared dead (it also
-   * runs on a node declared dead while stalled: it is alive again for the peers
-   * it claims next), and Redis' generation, which changes when Redis lost its state.
-   */
-  beat: script<[node: string], Beat>(
-    `
-local node = ARGV[3]
-local declaredDead = redis.call('DEL', K.deadNode(node))
-redis.call('ZADD', K.nodes, nowMs(), node)
-local generation = redis.call('GET', K.generation)
-if not generation then
-  -- An empty Redis: the first beat names its state. TIME and the beating node make it
-  -- unique; a counter would not do, it would be lost with the rest.
-  local t = redis.call('TIME')
-  generation = t[1] .. '.' .. t[2] .. '.' .. node
-  redis.call('SET', K.generation, generation)
-end
-return { declaredDead, generation }
-`,
-    decodeBeat,
-  ),
-
-  /**
-   * A node's shutdown (or its successor's start): its remaining peers enter
-   * their grace. A death mark the cluster left for it is cleared: it belonged
-   * to the process that died, and a successor must not take it as its own.
-   */
-  nodeDown: script<[node: string, graceMs: number], void>(
-    `
-local node, graceMs = unpack(ARGV, 3)
-releaseNode(node, nowMs() + tonumber(graceMs))
-redis.call('DEL', K.deadNode(node))
+if count >= tonumber(max) then return until_ - now end
+redis.call('HINCRBY', pk, 'creates', 1)
 return 0
 `,
-    decodeNothing,
+    decodeNumber,
+  ),
+
+  /** One peer's fields and channel index, or null. */
+  getPeer: script<[id: string], PeerFields | null>(
+    byPeer,
+    `
+local id = ARGV[4]
+local f = redis.call('HMGET', K.peer(id), 'name', 'meta', 'admin', 'away', 'node', 'message')
+if not f[1] then return false end
+return { f[1], f[2], f[3], f[4], f[5], indexed(id), f[6] }
+`,
+    decodePeer,
+  ),
+
+  /** Sets ('1'), clears ('0') or toggles ('t') away; the message counts when `hasMessage` is 1. */
+  setAway: script<
+    [id: string, mode: "1" | "0" | "t", hasMessage: Flag, message: string],
+    AwayReply
+  >(
+    byPeer,
+    `
+local id, mode, hasMessage, message = unpack(ARGV, 4)
+local pk = K.peer(id)
+if redis.call('EXISTS', pk) == 0 then return { 0, {} } end
+local away
+if mode == 't' then away = redis.call('HGET', pk, 'away') ~= '1' else away = mode == '1' end
+if away and hasMessage == '1' then
+  redis.call('HSET', pk, 'away', 1, 'message', message)
+else
+  redis.call('HSET', pk, 'away', away and 1 or 0)
+  redis.call('HDEL', pk, 'message')
+end
+return { away and 1 or 0, indexed(id), redis.call('HGET', pk, 'message') }
+`,
+    decodeAway,
   ),
 
   /**
    * Writes back a peer this node holds, after Redis lost its state: the peer
    * (with its resume hash, on this node and session) unless the id is held by
-   * another session meanwhile (then 1, and nothing is written), and its
-   * memberships (the channels after `message`, in join order). A channel that
-   * is missing is made anew, unkeyed, with the peer as its operator.
+   * another session meanwhile, and its index (the channels after `message`, in
+   * join order), whose tokens the channels are then written with.
    */
-  restore: script<
+  restorePeer: script<
     [
       id: string,
       name: string,
@@ -669,119 +976,96 @@ return 0
       message: string,
       ...channels: string[],
     ],
-    boolean
+    Indexed[] | null
   >(
+    byPeer,
     `
-local id, name, meta, admin, resume, node, session, away, hasMessage, message = unpack(ARGV, 3, 12)
+local id, name, meta, admin, resume, node, session, away, hasMessage, message = unpack(ARGV, 4, 13)
 local pk = K.peer(id)
-local now = nowMs()
-redis.call('ZADD', K.nodes, 'NX', now, node)
 local held = redis.call('HGET', pk, 'session')
-if held and held ~= session then return 1 end
+if held and held ~= session then return { 1 } end
 if not held then
+  local t = redis.call('TIME')
+  redis.call('DEL', K.peerChannels(id), K.peerTokens(id))
   redis.call('HSET', pk, 'name', name, 'meta', meta, 'admin', admin, 'resume', resume,
-    'node', node, 'session', session, 'graceUntil', 0, 'away', away)
+    'node', node, 'session', session, 'graceUntil', 0, 'away', away,
+    'born', t[1] .. '.' .. t[2], 'jseq', 0)
   if hasMessage == '1' then redis.call('HSET', pk, 'message', message) end
-  redis.call('SADD', K.online, id)
-  redis.call('SADD', K.nodePeers(node), id)
 end
-for i = 13, #ARGV do
-  local c = ARGV[i]
-  if redis.call('EXISTS', K.channel(c)) == 0 then
-    redis.call('DEL', K.channelOps(c), K.channelBans(c), K.channelInvites(c),
-      K.channelMembers(c), streamKeys('c:' .. c))
-    redis.call('HSET', K.channel(c), 'created', now)
-    redis.call('SADD', K.channelOps(c), id)
-  end
-  if not isMember(c, id) then enter(c, id) end
+for i = 14, #ARGV do
+  if redis.call('ZSCORE', K.peerChannels(id), ARGV[i]) == false then index(id, ARGV[i]) end
 end
-return 0
+return { 0, indexed(id) }
 `,
-    (r) => r === 1,
-  ),
-
-  /** One peer, or null. */
-  getPeer: script<[id: string], Omit<PeerView, "id"> | null>(
-    `
-local id = ARGV[3]
-local f = redis.call('HMGET', K.peer(id), 'name', 'meta', 'admin', 'away', 'node', 'message')
-if not f[1] then return false end
-local chans = {}
-for _, c in ipairs(redis.call('ZRANGE', K.peerChannels(id), 0, -1)) do
-  chans[#chans + 1] = c
-  chans[#chans + 1] = redis.call('HEXISTS', K.channel(c), 'key')
-end
-return { f[1], f[2], f[3], f[4], f[5], chans, f[6] }
-`,
-    decodePeer,
-  ),
-
-  /** Sets ('1'), clears ('0') or toggles ('t') away; the message counts when `hasMessage` is 1. */
-  setAway: script<
-    [id: string, mode: "1" | "0" | "t", hasMessage: Flag, message: string],
-    AwayReply
-  >(
-    `
-local id, mode, hasMessage, message = unpack(ARGV, 3)
-local pk = K.peer(id)
-if redis.call('EXISTS', pk) == 0 then return { 0, {} } end
-local away
-if mode == 't' then away = redis.call('HGET', pk, 'away') ~= '1' else away = mode == '1' end
-if away and hasMessage == '1' then
-  redis.call('HSET', pk, 'away', 1, 'message', message)
-else
-  redis.call('HSET', pk, 'away', away and 1 or 0)
-  redis.call('HDEL', pk, 'message')
-end
-local chans = {}
-for _, c in ipairs(redis.call('ZRANGE', K.peerChannels(id), 0, -1)) do
-  chans[#chans + 1] = c
-  chans[#chans + 1] = redis.call('ZCARD', K.channelMembers(c))
-end
-return { away and 1 or 0, chans, redis.call('HGET', pk, 'message') }
-`,
-    decodeAway,
+    decodeRestore,
   ),
 
   /**
-   * Joins, creating the channel (key, creator as operator) when it does not
-   * exist. Checks in protocol order: ban 474, key 475 (a live invite bypasses
-   * it, once), full channel 471 (`maxMembers` 0: no limit), channel limit 405;
-   * creating one also counts against the hourly `maxCreates` (263 with the ms
-   * to wait). `keyHash` is '' for none.
+   * Appends a `/privmsg` to the inbox of a peer online or in its grace and
+   * publishes it to `p:<peer>`; null (nothing stored) when the peer is unknown.
+   */
+  route: script<
+    [peer: string, head: string, history: number, ttlMs: number, nonce: string],
+    Routed | null
+  >(
+    byPeer,
+    `
+local id, head, history, ttl, nonce = unpack(ARGV, 4)
+local f = redis.call('HMGET', K.peer(id), 'name', 'node', 'away', 'message')
+if not f[1] then return false end
+local name = 'p:' .. id
+local seq, text = append(name, head, tonumber(history), tonumber(ttl), nonce)
+deliver(name, 'privmsg', seq, text, nil)
+return { seq, text, (f[2] and f[2] ~= '') and 1 or 0, f[3], f[4] }
+`,
+    decodeRouted,
+  ),
+
+  // ---- A channel's slot.
+
+  /**
+   * The channel step of a join, creating the channel (key, creator as operator)
+   * when it does not exist and `mayCreate` (else `{-1}`: the caller counts the
+   * creation against the hourly allowance first). Checks in protocol order:
+   * ban 474, key 475 (a live invite bypasses it, once), full channel 471
+   * (`maxMembers` 0: no limit), channel limit 405 (`over`). `keyHash` is '' for none.
    */
   join: script<
     [
-      id: string,
       channel: string,
+      id: string,
       keyHash: string,
-      maxChannels: number,
+      over: Flag,
+      tok: string,
+      mayCreate: Flag,
       maxMembers: number,
-      maxCreates: number,
     ],
-    Joined | Fail
+    JoinReply
   >(
+    byChannel,
     `
-local id, c, keyHash, max, maxMembers, maxCreates = unpack(ARGV, 3)
-max, maxMembers, maxCreates = tonumber(max), tonumber(maxMembers), tonumber(maxCreates)
-if redis.call('EXISTS', K.peer(id)) == 0 then return { ${Codes.ERR_NOSUCHNICK} } end
+local c, id, keyHash, over, tok, mayCreate, maxMembers = unpack(ARGV, 4)
+maxMembers = tonumber(maxMembers)
 local ck = K.channel(c)
 local now = nowMs()
 if redis.call('EXISTS', ck) == 0 then
-  if redis.call('ZCARD', K.peerChannels(id)) >= max then return { ${Codes.ERR_TOOMANYCHANNELS} } end
-  local wait = createWait(id, now, maxCreates)
-  if wait > 0 then return { ${Codes.RPL_TRYAGAIN}, wait } end
+  if over == '1' then return { ${Codes.ERR_TOOMANYCHANNELS} } end
+  if mayCreate ~= '1' then return { -1 } end
   -- Parts of a forgotten channel may outlive its hash by a moment: never inherit them.
   redis.call('DEL', K.channelOps(c), K.channelBans(c), K.channelInvites(c), K.channelMembers(c),
-    streamKeys('c:' .. c))
+    K.channelTokens(c), K.channelSeq(c), streamKeys('c:' .. c))
   redis.call('HSET', ck, 'created', now)
   if keyHash ~= '' then redis.call('HSET', ck, 'key', keyHash) end
   redis.call('SADD', K.channelOps(c), id)
-  enter(c, id)
+  enter(c, id, tok)
   return { 0, 1, 1, 0, 1 }
 end
 local op = redis.call('SISMEMBER', K.channelOps(c), id)
-if isMember(c, id) then return { 0, 0, op, 1, redis.call('ZCARD', K.channelMembers(c)) } end
+if isMember(c, id) then
+  -- The membership now carries the latest token, the one the index has.
+  if tok ~= '' then redis.call('HSET', K.channelTokens(c), id, tok) end
+  return { 0, 0, op, 1, redis.call('ZCARD', K.channelMembers(c)) }
+end
 if redis.call('SISMEMBER', K.channelBans(c), id) == 1 then
   return { ${Codes.ERR_BANNEDFROMCHAN} }
 end
@@ -795,36 +1079,58 @@ end
 if maxMembers > 0 and redis.call('ZCARD', K.channelMembers(c)) >= maxMembers then
   return { ${Codes.ERR_CHANNELISFULL} }
 end
-if redis.call('ZCARD', K.peerChannels(id)) >= max then return { ${Codes.ERR_TOOMANYCHANNELS} } end
+if over == '1' then return { ${Codes.ERR_TOOMANYCHANNELS} } end
 redis.call('ZREM', inv, id)
 redis.call('ZREMRANGEBYSCORE', inv, '-inf', now)
-enter(c, id)
+enter(c, id, tok)
 return { 0, 0, op, 0, redis.call('ZCARD', K.channelMembers(c)) }
 `,
     decodeJoin,
   ),
 
   /** Leaves a channel: 403, 442. */
-  quit: script<[id: string, channel: string], Total | Fail>(
+  quit: script<[channel: string, id: string], Left | Fail>(
+    byChannel,
     `
-local id, c = unpack(ARGV, 3)
+local c, id = unpack(ARGV, 4)
 if redis.call('EXISTS', K.channel(c)) == 0 then return { ${Codes.ERR_NOSUCHCHANNEL} } end
 if not isMember(c, id) then return { ${Codes.ERR_NOTONCHANNEL} } end
-return { 0, leave(c, id) }
+local total, tok = leave(c, id)
+return { 0, total, tok }
 `,
-    decodeTotal,
+    decodeLeft,
+  ),
+
+  /**
+   * Removes a member whose membership has the token `tok` (an expiry); a
+   * membership with another token is a newer join and stays.
+   */
+  leaveIf: script<[channel: string, id: string, tok: string], { removed: boolean; total: number }>(
+    byChannel,
+    `
+local c, id, tok = unpack(ARGV, 4)
+if redis.call('EXISTS', K.channel(c)) == 1 and isMember(c, id)
+  and redis.call('HGET', K.channelTokens(c), id) == tok then
+  local total = leave(c, id)
+  return { 1, total }
+end
+return { 0, redis.call('ZCARD', K.channelMembers(c)) }
+`,
+    decodeLeftIf,
   ),
 
   /** Operator removes a member: 403, 482, 441. */
-  kick: script<[by: string, target: string, channel: string], Total | Fail>(
+  kick: script<[channel: string, by: string, target: string], Left | Fail>(
+    byChannel,
     `
-local by, target, c = unpack(ARGV, 3)
+local c, by, target = unpack(ARGV, 4)
 local err = opCheck(by, target, c)
 if err then return { err } end
 if not isMember(c, target) then return { ${Codes.ERR_USERNOTINCHANNEL} } end
-return { 0, leave(c, target) }
+local total, tok = leave(c, target)
+return { 0, total, tok }
 `,
-    decodeTotal,
+    decodeLeft,
   ),
 
   /**
@@ -832,11 +1138,12 @@ return { 0, leave(c, target) }
    * it if a member: 403, 482; 478 when `maxBans` others are banned already.
    */
   ban: script<
-    [by: string, target: string, channel: string, maxBans: number],
-    (Total & { wasMember: boolean }) | Fail
+    [channel: string, by: string, target: string, maxBans: number],
+    (Left & { wasMember: boolean }) | Fail
   >(
+    byChannel,
     `
-local by, target, c, maxBans = unpack(ARGV, 3)
+local c, by, target, maxBans = unpack(ARGV, 4)
 local err = opCheck(by, target, c)
 if err then return { err } end
 local bans = K.channelBans(c)
@@ -846,17 +1153,21 @@ end
 redis.call('SADD', K.channelBans(c), target)
 redis.call('SREM', K.channelOps(c), target)
 redis.call('ZREM', K.channelInvites(c), target)
-if isMember(c, target) then return { 0, leave(c, target), 1 } end
+if isMember(c, target) then
+  local total, tok = leave(c, target)
+  return { 0, total, 1, tok }
+end
 settle(c)
-return { 0, redis.call('ZCARD', K.channelMembers(c)), 0 }
+return { 0, redis.call('ZCARD', K.channelMembers(c)), 0, '' }
 `,
     decodeBan,
   ),
 
   /** Operator lifts a ban: 403, 482. */
-  unban: script<[by: string, target: string, channel: string], Total | Fail>(
+  unban: script<[channel: string, by: string, target: string], Total | Fail>(
+    byChannel,
     `
-local by, target, c = unpack(ARGV, 3)
+local c, by, target = unpack(ARGV, 4)
 local err = opCheck(by, target, c)
 if err then return { err } end
 redis.call('SREM', K.channelBans(c), target)
@@ -870,11 +1181,12 @@ return { 0, redis.call('ZCARD', K.channelMembers(c)) }
    * `maxInvites` others are pending already.
    */
   invite: script<
-    [by: string, target: string, channel: string, maxInvites: number],
+    [channel: string, by: string, target: string, maxInvites: number],
     Total | Fail
   >(
+    byChannel,
     `
-local by, target, c, maxInvites = unpack(ARGV, 3)
+local c, by, target, maxInvites = unpack(ARGV, 4)
 if redis.call('EXISTS', K.channel(c)) == 0 then return { ${Codes.ERR_NOSUCHCHANNEL} } end
 if not isMember(c, by) then return { ${Codes.ERR_NOTONCHANNEL} } end
 if isMember(c, target) then return { ${Codes.ERR_USERONCHANNEL} } end
@@ -894,17 +1206,36 @@ return { 0, redis.call('ZCARD', K.channelMembers(c)) }
     decodeTotal,
   ),
 
-  /** The channels (the arguments after `id`) where `id` is an operator. */
-  operatorOf: script<[id: string, ...channels: string[]], string[]>(
+  /** Whether `id` is a member, whether the channel is keyed, and its member count. */
+  channelOf: script<[channel: string, id: string], ChannelOf>(
+    byChannel,
     `
-local id = ARGV[3]
-local out = {}
-for i = 4, #ARGV do
-  if redis.call('SISMEMBER', K.channelOps(ARGV[i]), id) == 1 then out[#out + 1] = ARGV[i] end
-end
-return out
+local c, id = unpack(ARGV, 4)
+if redis.call('EXISTS', K.channel(c)) == 0 then return { 0, 0, 0 } end
+return { isMember(c, id) and 1 or 0, redis.call('HEXISTS', K.channel(c), 'key'),
+  redis.call('ZCARD', K.channelMembers(c)) }
 `,
-    decodeStrings,
+    decodeChannelOf,
+  ),
+
+  /**
+   * Writes a member back after Redis lost its state, with its index token; a
+   * channel that is missing is made anew, unkeyed, with the peer as its operator.
+   */
+  restoreMember: script<[channel: string, id: string, tok: string], void>(
+    byChannel,
+    `
+local c, id, tok = unpack(ARGV, 4)
+if redis.call('EXISTS', K.channel(c)) == 0 then
+  redis.call('DEL', K.channelOps(c), K.channelBans(c), K.channelInvites(c),
+    K.channelMembers(c), K.channelTokens(c), K.channelSeq(c), streamKeys('c:' .. c))
+  redis.call('HSET', K.channel(c), 'created', nowMs())
+  redis.call('SADD', K.channelOps(c), id)
+end
+if not isMember(c, id) then enter(c, id, tok) end
+return 0
+`,
+    decodeNothing,
   ),
 
   /**
@@ -912,41 +1243,59 @@ return out
    * for every node, in one step: seq order is delivery order on every node.
    */
   publish: script<
-    [channel: string, head: string, except: string, history: number, ttlMs: number],
+    [channel: string, head: string, except: string, history: number, ttlMs: number, nonce: string],
     Appended
   >(
+    byChannel,
     `
-local c, head, except, history, ttl = unpack(ARGV, 3)
+local c, head, except, history, ttl, nonce = unpack(ARGV, 4)
 local name = 'c:' .. c
-local seq, text = append(name, head, tonumber(history), tonumber(ttl))
+local seq, text = append(name, head, tonumber(history), tonumber(ttl), nonce)
 deliver(name, 'pubmsg', seq, text, except)
 return { seq, text }
 `,
     decodeAppended,
   ),
 
-  /**
-   * Appends a `/privmsg` to the inbox of a peer online or in its grace and
-   * publishes it to `p:<peer>`; null (nothing stored) when the peer is unknown.
-   */
-  route: script<[peer: string, head: string, history: number, ttlMs: number], Routed | null>(
+  /** One channel, or null. */
+  getChannel: script<[channel: string], Omit<ChannelView, "channel"> | null>(
+    byChannel,
     `
-local id, head, history, ttl = unpack(ARGV, 3)
-local f = redis.call('HMGET', K.peer(id), 'name', 'node', 'away', 'message')
-if not f[1] then return false end
-local name = 'p:' .. id
-local seq, text = append(name, head, tonumber(history), tonumber(ttl))
-deliver(name, 'privmsg', seq, text, nil)
-return { seq, text, (f[2] and f[2] ~= '') and 1 or 0, f[3], f[4] }
+local c = ARGV[4]
+local created = redis.call('HGET', K.channel(c), 'created')
+if not created then return false end
+return { created, redis.call('HEXISTS', K.channel(c), 'key'),
+  redis.call('ZCARD', K.channelMembers(c)), redis.call('SMEMBERS', K.channelOps(c)) }
 `,
-    decodeRouted,
+    decodeChannel,
   ),
 
-  /** A stream's epoch (made now when missing) and last seq. */
-  position: script<[stream: string, ttlMs: number], Position>(
+  /** A page of members in join order, each with its operator flag. */
+  members: script<[channel: string, offset: number, limit: number], MemberRef[]>(
+    byChannel,
     `
-local name, ttl = unpack(ARGV, 3)
-local epoch, seq = streamOpen(name, tonumber(ttl))
+local c, offset, limit = unpack(ARGV, 4)
+offset, limit = tonumber(offset), tonumber(limit)
+local out = {}
+if limit <= 0 then return out end
+local ops = K.channelOps(c)
+for _, id in ipairs(redis.call('ZRANGE', K.channelMembers(c), offset, offset + limit - 1)) do
+  out[#out + 1] = id
+  out[#out + 1] = redis.call('SISMEMBER', ops, id)
+end
+return out
+`,
+    decodeMemberRefs,
+  ),
+
+  // ---- A stream's slot (its channel's or its peer's).
+
+  /** A stream's epoch (made now when missing) and last seq. */
+  position: script<[stream: string, ttlMs: number, nonce: string], Position>(
+    byStream,
+    `
+local name, ttl, nonce = unpack(ARGV, 4)
+local epoch, seq = streamOpen(name, tonumber(ttl), nonce)
 return { epoch, seq }
 `,
     decodePosition,
@@ -960,8 +1309,9 @@ return { epoch, seq }
     [stream: string, epoch: string, fromSeq: number, reader: string],
     string[] | null
   >(
+    byStream,
     `
-local name, epoch, from, reader = unpack(ARGV, 3)
+local name, epoch, from, reader = unpack(ARGV, 4)
 from = tonumber(from)
 -- A channel's history is for its members only, checked in the same step as the read.
 if string.sub(name, 1, 2) == 'c:' and not isMember(string.sub(name, 3), reader) then
@@ -980,33 +1330,176 @@ return redis.call('LRANGE', log, from + 1 - first, -1)
     decodeSince,
   ),
 
-  /** One channel, or null. */
-  getChannel: script<[channel: string], Omit<ChannelView, "channel"> | null>(
+  // ---- The {nodes} slot.
+
+  /** Registers the node as alive and the session as held by it: before the claim. */
+  enlist: script<[node: string, session: string, id: string], void>(
+    byNodes,
     `
-local c = ARGV[3]
-local created = redis.call('HGET', K.channel(c), 'created')
-if not created then return false end
-return { created, redis.call('HEXISTS', K.channel(c), 'key'),
-  redis.call('ZCARD', K.channelMembers(c)), redis.call('SMEMBERS', K.channelOps(c)) }
+local node, session, id = unpack(ARGV, 4)
+redis.call('ZADD', K.nodes, 'NX', nowMs(), node)
+redis.call('HSET', K.nodePeers(node), session, id)
+return 0
 `,
-    decodeChannel,
+    decodeNothing,
   ),
 
-  /** A page of members in join order. */
-  members: script<[channel: string, offset: number, limit: number], PeerEntry[]>(
+  /** The session is no longer held by the node (released, refused, or taken over). */
+  delist: script<[node: string, session: string], void>(
+    byNodes,
     `
-local c, offset, limit = unpack(ARGV, 3)
-offset, limit = tonumber(offset), tonumber(limit)
-local out = {}
-if limit <= 0 then return out end
-local ops = K.channelOps(c)
-for _, id in ipairs(redis.call('ZRANGE', K.channelMembers(c), offset, offset + limit - 1)) do
-  local f = redis.call('HMGET', K.peer(id), 'name', 'away', 'node', 'message')
-  out[#out + 1] = { id, f[1] or '', redis.call('SISMEMBER', ops, id), f[2], f[3], f[4] }
-end
-return out
+local node, session = unpack(ARGV, 4)
+redis.call('HDEL', K.nodePeers(node), session)
+return 0
 `,
-    decodeMembers,
+    decodeNothing,
+  ),
+
+  /**
+   * The grace end `graceMs` from now (this clock), with the peer's grace entry
+   * written at it or earlier: before the peer is parked.
+   */
+  graceAt: script<[id: string, graceMs: number], number>(
+    byNodes,
+    `
+local id, graceMs = unpack(ARGV, 4)
+local graceUntil = nowMs() + math.max(0, tonumber(graceMs))
+redis.call('ZADD', K.grace, graceUntil, id)
+return graceUntil
+`,
+    decodeNumber,
+  ),
+
+  /**
+   * Declares dead the nodes whose last beat is older than `deadMs` (their
+   * sessions go to their reap lists, with a grace of `graceMs` from now); then
+   * answers up to `batch` sessions to park and `batch` grace entries due by
+   * this clock + `aheadMs` (0 but in tests that move time forward).
+   */
+  sweep: script<[aheadMs: number, graceMs: number, deadMs: number, batch: number], Sweep>(
+    byNodes,
+    `
+local aheadMs, graceMs, deadMs, batch = unpack(ARGV, 4)
+batch = tonumber(batch)
+local redisNow = nowMs()
+local now = redisNow + tonumber(aheadMs)
+continuity(redisNow)
+for _, node in ipairs(redis.call('ZRANGEBYSCORE', K.nodes, '-inf', redisNow - tonumber(deadMs))) do
+  reapNode(node, redisNow + tonumber(graceMs))
+  -- Tells the node, should it be alive after all, that its sessions are over.
+  redis.call('SET', K.deadNode(node), 1, 'PX', ${DEAD_MARK_MS})
+end
+local reaps = {}
+local left = batch
+for _, node in ipairs(redis.call('ZRANGE', K.reaping, 0, -1)) do
+  if left <= 0 then break end
+  local graceUntil = redis.call('ZSCORE', K.reaping, node)
+  local sessions = reapBatch(node, graceUntil, left)
+  left = left - #sessions / 2
+  reaps[#reaps + 1] = { node, graceUntil, sessions }
+end
+local due = redis.call('ZRANGEBYSCORE', K.grace, '-inf', now, 'WITHSCORES', 'LIMIT', 0, batch)
+return { now, reaps, due }
+`,
+    decodeSweep,
+  ),
+
+  /** The sessions parked from a node's reap list; the node is done when none is left. */
+  reaped: script<[node: string, ...sessions: string[]], void>(
+    byNodes,
+    `
+local node = ARGV[4]
+local rp = K.reapPeers(node)
+for i = 5, #ARGV do redis.call('HDEL', rp, ARGV[i]) end
+if redis.call('EXISTS', rp) == 0 then redis.call('ZREM', K.reaping, node) end
+return 0
+`,
+    decodeNothing,
+  ),
+
+  /**
+   * Drops a grace entry whose score is still `score` (the peer is live, gone or
+   * expired); an entry moved meanwhile belongs to a newer grace.
+   */
+  graceDone: script<[id: string, score: number], void>(
+    byNodes,
+    `
+local id, score = unpack(ARGV, 4)
+if tonumber(redis.call('ZSCORE', K.grace, id)) == tonumber(score) then
+  redis.call('ZREM', K.grace, id)
+end
+return 0
+`,
+    decodeNothing,
+  ),
+
+  /** Moves a grace entry to the later grace end its peer has. */
+  graceLater: script<[id: string, graceUntil: number], void>(
+    byNodes,
+    `
+local id, graceUntil = unpack(ARGV, 4)
+redis.call('ZADD', K.grace, 'XX', 'GT', graceUntil, id)
+return 0
+`,
+    decodeNothing,
+  ),
+
+  /**
+   * Records this node's beat; tells whether it had been declared dead (it also
+   * runs on a node declared dead while stalled: it is alive again for the peers
+   * it claims next), and Redis' generation, which changes when Redis lost its state.
+   */
+  beat: script<[node: string], Beat>(
+    byNodes,
+    `
+local node = ARGV[4]
+local declaredDead = redis.call('DEL', K.deadNode(node))
+continuity(nowMs())
+redis.call('ZADD', K.nodes, nowMs(), node)
+local generation = redis.call('GET', K.generation)
+if not generation then
+  -- An empty Redis: the first beat names its state. TIME and the beating node make it
+  -- unique; a counter would not do, it would be lost with the rest.
+  local t = redis.call('TIME')
+  generation = t[1] .. '.' .. t[2] .. '.' .. node
+  redis.call('SET', K.generation, generation)
+end
+return { declaredDead, generation }
+`,
+    decodeBeat,
+  ),
+
+  /**
+   * A node's shutdown (or its successor's start): its sessions go to its reap
+   * list, with a grace of `graceMs` from now; answers the first `batch` of
+   * them to park. A death mark the cluster left for it is cleared: it belonged
+   * to the process that died, and a successor must not take it as its own.
+   */
+  nodeDown: script<[node: string, graceMs: number, batch: number], Reaped[]>(
+    byNodes,
+    `
+local node, graceMs, batch = unpack(ARGV, 4)
+local graceUntil = nowMs() + tonumber(graceMs)
+reapNode(node, graceUntil)
+redis.call('DEL', K.deadNode(node))
+if redis.call('ZSCORE', K.reaping, node) == false then return {} end
+graceUntil = redis.call('ZSCORE', K.reaping, node)
+return { { node, graceUntil, reapBatch(node, graceUntil, tonumber(batch)) } }
+`,
+    decodeReaps,
+  ),
+
+  /** Sessions held by the nodes alive or being reaped: the peers online. */
+  online: script<[], number>(
+    byNodes,
+    `
+local n = 0
+for _, node in ipairs(redis.call('ZRANGE', K.nodes, 0, -1)) do
+  n = n + redis.call('HLEN', K.nodePeers(node))
+end
+return n
+`,
+    decodeNumber,
   ),
 };
 
@@ -1018,7 +1511,7 @@ export type ScriptArgs<N extends ScriptName> = (typeof SCRIPTS)[N] extends Scrip
   : never;
 /** What a script's reply decodes to. */
 export type ScriptResult<N extends ScriptName> = (typeof SCRIPTS)[N] extends
-  Script<readonly Arg[], infer T> ? T : never;
+  Script<infer _A, infer T> ? T : never;
 
 /** Calls a script by name and decodes its reply. */
 export type RunScript = <N extends ScriptName>(
@@ -1032,22 +1525,34 @@ export interface ScriptContext {
   prefix: string;
   /** How long an empty channel and a pending invite are kept, ms. */
   retentionMs: number;
+  /** On a Redis Cluster: streams publish with SPUBLISH to their sharded channels. */
+  sharded: boolean;
 }
 
 type Commands = Record<string, (...args: Arg[]) => Promise<unknown>>;
 
 /**
  * Defines every script on `redis` (ioredis sends each by its SHA and loads it
- * when Redis does not know it yet) and returns the typed way to call them.
+ * when Redis does not know it yet) and returns the typed way to call them. Each
+ * call names one key of the script's tag, which routes it to its slot.
  */
-export function defineScripts(redis: Redis, context: ScriptContext): RunScript {
+export function defineScripts(redis: RedisClient, context: ScriptContext): RunScript {
   for (const [name, s] of Object.entries(SCRIPTS)) {
-    redis.defineCommand(commandOf(name), { numberOfKeys: 0, lua: s.lua });
+    redis.defineCommand(commandOf(name), { numberOfKeys: 1, lua: s.lua });
   }
+  const keys = redisKeys(context.prefix);
+  const pub = context.sharded ? "SPUBLISH" : "PUBLISH";
   const commands = redis as unknown as Commands;
   return async (name, ...args) => {
-    const reply = await commands[commandOf(name)](context.prefix, context.retentionMs, ...args);
-    return SCRIPTS[name].decode(reply as Reply) as ScriptResult<typeof name>;
+    const s = SCRIPTS[name] as unknown as Script<readonly Arg[], unknown>;
+    const reply = await commands[commandOf(name)](
+      s.route(keys, args),
+      context.prefix,
+      context.retentionMs,
+      pub,
+      ...args,
+    );
+    return s.decode(reply as Reply) as ScriptResult<typeof name>;
   };
 }
 

@@ -12,6 +12,7 @@ import { type Claim, type Expired, failed, type Store } from "../../server/store
 import {
   assertRedis,
   deleteKeys,
+  redisClusterTests,
   type RedisTestEnv,
   redisTests,
   uniquePrefix,
@@ -71,7 +72,7 @@ function memoryWorld(setup: Setup): Promise<World> {
 }
 
 function redisWorld(env: RedisTestEnv): MakeWorld {
-  const url = env.url;
+  const url = env.target;
   return (setup) => {
     assertRedis(env);
     const prefix = uniquePrefix();
@@ -990,9 +991,9 @@ function contract(kind: string, make: MakeWorld, ignore: boolean): void {
 }
 
 /** The Redis store's own rules: node liveness, shutdown and outages. */
-function redisRules(env: RedisTestEnv): void {
+function redisRules(kind: string, env: RedisTestEnv): void {
   const rule = (name: string, fn: (world: World) => Promise<void>) =>
-    Deno.test({ name: `redis store: ${name}`, ignore: env.ignore }, async () => {
+    Deno.test({ name: `${kind} store: ${name}`, ignore: env.ignore }, async () => {
       const world = await redisWorld(env)({});
       try {
         await fn(world);
@@ -1094,6 +1095,7 @@ function redisRules(env: RedisTestEnv): void {
     assert.equal((await s2.expirePeers(closed + 1_000)).length, 1);
   });
 
+  if (kind !== "redis") return;
   Deno.test({
     name: "redis store: while Redis is unreachable, methods reject and ping resolves false",
   }, async () => {
@@ -1119,4 +1121,8 @@ contract("memory", memoryWorld, false);
 
 const redis = await redisTests();
 contract("redis", redisWorld(redis), redis.ignore);
-redisRules(redis);
+redisRules("redis", redis);
+
+const cluster = await redisClusterTests();
+contract("redis cluster", redisWorld(cluster), cluster.ignore);
+redisRules("redis cluster", cluster);

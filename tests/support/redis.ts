@@ -20,13 +20,21 @@
  * ```
  * @module
  */
-import { Redis } from "ioredis";
+import { Cluster, Redis } from "ioredis";
+import type { RedisTarget } from "../../server/redis_conn.ts";
 import { bbtest, type Runtime } from "./server.ts";
 
 /** How Redis-backed tests should run. */
 export interface RedisTestEnv {
-  /** The Redis URL: `REDIS_URL`, or `redis://127.0.0.1:6379`. */
+  /**
+   * The Redis URL: `REDIS_URL`, or `redis://127.0.0.1:6379`; for a cluster, its
+   * seed nodes as `--redis-cluster` takes them.
+   */
   url: string;
+  /** What the store and the bus connect to: the URL, or the cluster's seed nodes. */
+  target: RedisTarget;
+  /** The server flags that point a node at it. */
+  flags: string[];
   /** True when Redis must be there (CI): tests then fail rather than skip. */
   required: boolean;
   /** Whether Redis answered a PING. */
@@ -54,9 +62,96 @@ export function redisTests(): Promise<RedisTestEnv> {
         } (set REDIS_URL; CI=true makes them required).`,
       );
     }
-    return { url, required, available, ignore };
+    return { url, target: url, flags: ["--redis", url], required, available, ignore };
   })();
   return checked;
+}
+
+let checkedCluster: Promise<RedisTestEnv> | undefined;
+
+/**
+ * Checks once per process whether the Redis Cluster of `REDIS_CLUSTER_NODES`
+ * (`host:port,...`, as `tests/support/redis_cluster.sh start` prints it) answers
+ * with `cluster_state:ok`, printing one line when the cluster tests are skipped.
+ * In CI (`CI=true`) the cluster is required.
+ */
+export function redisClusterTests(): Promise<RedisTestEnv> {
+  checkedCluster ??= (async () => {
+    const url = Deno.env.get("REDIS_CLUSTER_NODES") ?? "";
+    const nodes = url.split(",").map((s) => s.trim()).filter((s) => s !== "");
+    const required = Deno.env.get("CI") === "true";
+    const available = nodes.length > 0 && await clusterReachable(nodes);
+    const ignore = !available && !required;
+    if (ignore) {
+      console.log(
+        nodes.length === 0
+          ? "Redis Cluster tests skipped: REDIS_CLUSTER_NODES is not set " +
+            "(tests/support/redis_cluster.sh start prints it)."
+          : `Redis Cluster tests skipped: no cluster answers at ${url}.`,
+      );
+    }
+    return {
+      url,
+      target: { cluster: nodes },
+      flags: ["--redis-cluster", url],
+      required,
+      available,
+      ignore,
+    };
+  })();
+  return checkedCluster;
+}
+
+/** Whether a cluster answers at `nodes` and says its state is ok. */
+async function clusterReachable(nodes: string[]): Promise<boolean> {
+  const [host, port] = nodes[0].split(":");
+  const redis = new Redis({
+    host,
+    port: Number(port),
+    lazyConnect: true,
+    connectTimeout: 1_000,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+  });
+  redis.on("error", () => {});
+  try {
+    await redis.connect();
+    const info = String(await redis.call("CLUSTER", "INFO"));
+    return info.includes("cluster_state:ok");
+  } catch {
+    return false;
+  } finally {
+    await close(redis);
+  }
+}
+
+/** A test client of the cluster at `nodes` (every key routed to its master). */
+export async function openCluster(nodes: readonly string[]): Promise<Cluster> {
+  const cluster = new Cluster(
+    nodes.map((n) => {
+      const [host, port] = n.split(":");
+      return { host, port: Number(port) };
+    }),
+    { lazyConnect: true, redisOptions: { maxRetriesPerRequest: 0 } },
+  );
+  cluster.on("error", () => {});
+  await cluster.connect();
+  return cluster;
+}
+
+/** Every key under `prefix` on every master of the cluster. */
+async function scanCluster(cluster: Cluster, prefix: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const node of cluster.nodes("master")) out.push(...await scan(node, prefix));
+  return out;
+}
+
+/** Ends a test's cluster client and waits until it is closed. */
+export async function closeCluster(cluster: Cluster): Promise<void> {
+  if (cluster.status === "end") return;
+  const ended = new Promise<void>((resolve) => cluster.once("end", () => resolve()));
+  cluster.disconnect();
+  await ended;
 }
 
 /**
@@ -65,7 +160,9 @@ export function redisTests(): Promise<RedisTestEnv> {
  */
 export function assertRedis(env: RedisTestEnv): void {
   if (!env.available) {
-    throw new Error(`Redis is required (CI=true) but does not answer at ${redact(env.url)}`);
+    throw new Error(
+      `Redis is required (CI=true) but does not answer at ${redact(env.url) || "(not set)"}`,
+    );
   }
 }
 
@@ -77,7 +174,18 @@ export function uniquePrefix(tag = "test"): string {
 }
 
 /** Deletes every key under `prefix`. */
-export async function deleteKeys(url: string, prefix: string): Promise<void> {
+export async function deleteKeys(target: RedisTarget, prefix: string): Promise<void> {
+  if (typeof target !== "string") {
+    const cluster = await openCluster(target.cluster);
+    try {
+      // One UNLINK per key: the keys of one call must share a slot.
+      for (const key of await scanCluster(cluster, prefix)) await cluster.unlink(key);
+    } finally {
+      await closeCluster(cluster);
+    }
+    return;
+  }
+  const url = target;
   const redis = await open(url);
   try {
     const keys = await scan(redis, prefix);
@@ -101,7 +209,16 @@ async function open(url: string): Promise<Redis> {
 }
 
 /** Every key under `prefix`. */
-export async function keysUnder(url: string, prefix: string): Promise<string[]> {
+export async function keysUnder(target: RedisTarget, prefix: string): Promise<string[]> {
+  if (typeof target !== "string") {
+    const cluster = await openCluster(target.cluster);
+    try {
+      return await scanCluster(cluster, prefix);
+    } finally {
+      await closeCluster(cluster);
+    }
+  }
+  const url = target;
   const redis = await open(url);
   try {
     return await scan(redis, prefix);
@@ -208,7 +325,7 @@ export function redisTest(
     try {
       await fn(rt, prefix);
     } finally {
-      await deleteKeys(env.url, prefix);
+      await deleteKeys(env.target, prefix);
     }
   }, { ignore: env.ignore });
 }

@@ -12,6 +12,7 @@ const SAMPLES: Record<Name, [string, unknown]> = {
   port: ["4040", 4040],
   host: ["127.0.0.1", "127.0.0.1"],
   redis: ["redis://10.0.0.1:6380", "redis://10.0.0.1:6380"],
+  redisCluster: ["10.0.0.1:7000, 10.0.0.2:7000", ["10.0.0.1:7000", "10.0.0.2:7000"]],
   redisPrefix: ["app:", "app:"],
   nodeId: ["node-7", "node-7"],
   adminToken: ["t0ken", "t0ken"],
@@ -60,6 +61,7 @@ const OTHER: Record<Name, string> = {
   port: "5050",
   host: "0.0.0.0",
   redis: "redis://other:6379",
+  redisCluster: "10.0.0.3:7000",
   redisPrefix: "other:",
   nodeId: "node-8",
   adminToken: "other-token",
@@ -237,4 +239,12 @@ Deno.test("flags and environment variables mix, each option from where it is giv
   assert.equal(c.port, 0);
   assert.equal(c.rate, 1);
   assert.equal(c.burst, 2);
+});
+
+Deno.test("--redis and --redis-cluster together are a ConfigError", () => {
+  assert.throws(
+    () => parseConfig(["--redis", "redis://a:6379", "--redis-cluster", "a:7000"], {}),
+    (e: unknown) => e instanceof ConfigError && e.message.includes("--redis-cluster"),
+  );
+  assert.throws(() => parseConfig([], { REDIS_URL: "redis://a", REDIS_CLUSTER: "a:7000" }));
 });

@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { Redis } from "ioredis";
 import type { Envelope } from "../../server/bus/bus.ts";
-import { RedisBus } from "../../server/bus/redis.ts";
+import { busChannel, RedisBus } from "../../server/bus/redis.ts";
 import { assertRedis, redisTests, uniquePrefix } from "../support/redis.ts";
 import { until, within } from "../support/wait.ts";
 
@@ -44,7 +44,10 @@ async function world() {
   const subscribers = (topic: string, n: number) =>
     until(
       async () => {
-        const [, count] = (await raw.pubsub("NUMSUB", prefix + topic)) as [string, number];
+        const [, count] = (await raw.pubsub("NUMSUB", busChannel(prefix, topic))) as [
+          string,
+          number,
+        ];
         return Number(count) === n;
       },
       5000,
@@ -109,7 +112,7 @@ Deno.test({
     await using w = await world();
     w.b.subscribe("p:65a1f0c2e4b0a1b2c3d4e5f6");
     await w.subscribers("p:65a1f0c2e4b0a1b2c3d4e5f6", 1);
-    const channel = w.prefix + "p:65a1f0c2e4b0a1b2c3d4e5f6";
+    const channel = busChannel(w.prefix, "p:65a1f0c2e4b0a1b2c3d4e5f6");
     for (
       const payload of [
         "no newline at all", // garbled
