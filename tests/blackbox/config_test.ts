@@ -388,7 +388,9 @@ const ENV_CASES: Record<string, EnvCase> = {
 // unit tests check that each variable sets the same option. The connection limits and the request
 // head's deadline are observed in edge_test.ts (the per-address limit and --trust-proxy through
 // their variables).
+// REDIS_CLUSTER needs the test cluster: tests/redis start nodes on it with the flag.
 const ELSEWHERE = [
+  "REDIS_CLUSTER",
   "SIGNALLER_MAX_CONNS",
   "SIGNALLER_MAX_CONNS_PER_IP",
   "SIGNALLER_TRUST_PROXY",
