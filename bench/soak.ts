@@ -5,7 +5,8 @@
  * in memory or on Redis. It checks that the server's RSS at the end is at
  * most 10 % above its value after the warm-up and its open file descriptors
  * within 10 % (both sampled with every peer connected and idle, RSS as the
- * lowest of one a second over an idle minute, `--sample S`: after a collection), and that
+ * lowest of one sample a second over an idle minute, `--sample S`: after the
+ * collector has given memory back), and that
  * nothing unexpected happened: no `503`, no other error reply but `401` (a
  * peer that just left), no command left without a reply (120 s), no close by
  * the server, no error log line. How long replies took is reported, not
