@@ -5,14 +5,15 @@
  * in memory or on Redis. It checks that the server's RSS at the end is at
  * most 10 % above its value after the warm-up and its open file descriptors
  * within 10 % (both sampled with every peer connected and idle, RSS as the
- * lowest of twenty samples over twenty idle seconds: after a collection), and that
+ * lowest of one sample a second over an idle minute, `--sample S`: after the
+ * collector has given memory back), and that
  * nothing unexpected happened: no `503`, no other error reply but `401` (a
  * peer that just left), no command left without a reply (120 s), no close by
  * the server, no error log line. How long replies took is reported, not
  * judged: on a shared machine that is the machine's business.
  *
  *     deno run -A bench/soak.ts [--runtime deno|bun] [--conns 5000] [--duration 300]
- *                               [--warmup 60] [--think 20] [--redis redis://127.0.0.1:6379]
+ *                               [--warmup 60] [--think 20] [--sample 60] [--redis URL]
  *
  * With `--redis` the server gets a key prefix of its own (`soak-<random>:`),
  * whose keys are deleted afterwards. Every generated connection comes from
@@ -40,7 +41,7 @@ export interface SoakOptions {
   redis?: string;
   /** Mean seconds between two actions of one peer (20). */
   thinkS?: number;
-  /** Idle seconds over which each sample takes the lowest RSS (20). */
+  /** Idle seconds over which each sample takes the lowest RSS (60). */
   sampleS?: number;
   /** Progress lines; none by default. */
   progress?: (line: string) => void;
@@ -398,10 +399,10 @@ async function quiescentSample(run: Run, pid: number, httpUrl: string): Promise<
   if (missing > 0) run.unexpected(`${missing} peers not back and idle for the sample`);
   // Let the grace of the dropped peers and the last writes settle; GC runs as it runs.
   await sleep(3000);
-  // The lowest of samples over 20 idle seconds: the heap after the collector has run and
-  // given memory back (V8 does when allocation stops for a while), not between two runs.
+  // The lowest of samples over a minute of idleness: the heap after the collector has run and
+  // given memory back (V8 does when allocation has stopped for a while), not between two runs.
   const samples = [];
-  for (let i = 0; i < (run.o.sampleS ?? 20); i++) {
+  for (let i = 0; i < (run.o.sampleS ?? 60); i++) {
     samples.push(await sampleProc(pid));
     await sleep(1000);
   }
@@ -615,6 +616,9 @@ function parseFlags(args: string[]): SoakOptions {
         break;
       case "--think":
         o.thinkS = Number(v);
+        break;
+      case "--sample":
+        o.sampleS = Number(v);
         break;
       case "--redis":
         o.redis = v;
