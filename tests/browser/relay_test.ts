@@ -47,7 +47,9 @@ browserTest("relay tree, k=1: a chain of three viewers; the middle one leaves", 
       ),
     Math.max(1, 10_000 - (Date.now() - left)),
   );
-  await newFrames(v3.page, 10, Math.max(1, 10_000 - (Date.now() - left)));
+  // Re-attached within 10 s (above); how soon frames then flow is the machine's decoding speed,
+  // which a loaded 2-core machine stretches: bounded, and reported.
+  await newFrames(v3.page, 10, 20_000);
   console.log(`the third viewer played again ${Date.now() - left} ms after the second left`);
   await playing(v3.page, "the third viewer, re-attached");
   assert.deepEqual([...host.errors, ...v1.errors, ...v3.errors], []);
