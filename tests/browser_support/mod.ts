@@ -20,10 +20,9 @@
  * @module
  */
 import { type Browser, chromium, type Page } from "playwright-core";
-import { ROOT } from "../support/server.ts";
+import { bundle as bundleOnce, CHROMIUM, CHROMIUM_ARGS } from "../browser/support.ts";
 
-/** Debian's Chromium (`apt-get install -y chromium`), or the binary `$CHROMIUM` names. */
-export const CHROMIUM: string = Deno.env.get("CHROMIUM") ?? "/usr/bin/chromium";
+export { CHROMIUM };
 
 /** Whether this machine can run the browser tests. */
 export interface BrowserEnv {
@@ -73,18 +72,8 @@ export interface TestBrowser extends AsyncDisposable {
 export async function launch(): Promise<TestBrowser> {
   const browser = await chromium.launch({
     executablePath: CHROMIUM,
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      // WebRTC between two pages of this machine: plain host candidates, loopback allowed.
-      "--disable-features=WebRtcHideLocalIpsWithMdns",
-      "--allow-loopback-in-peer-connection",
-    ],
+    // The page tests' flags, and loopback allowed: two pages of this machine connect.
+    args: [...CHROMIUM_ARGS, "--allow-loopback-in-peer-connection"],
   });
   return {
     browser,
@@ -106,26 +95,7 @@ const bundles = new Map<string, Promise<string>>();
 /** `entry` (relative to the repository root) bundled for the browser by `bun build`, once. */
 export function bundle(entry: string): Promise<string> {
   let b = bundles.get(entry);
-  if (b === undefined) {
-    b = (async () => {
-      const dir = await Deno.makeTempDir({ prefix: "signaller-page-" });
-      try {
-        const out = await new Deno.Command("bun", {
-          args: ["build", entry, "--target", "browser", "--outfile", `${dir}/page.js`],
-          cwd: ROOT,
-          stdout: "piped",
-          stderr: "piped",
-        }).output();
-        if (!out.success) {
-          throw new Error(`bun build ${entry} failed:\n${new TextDecoder().decode(out.stderr)}`);
-        }
-        return await Deno.readTextFile(`${dir}/page.js`);
-      } finally {
-        await Deno.remove(dir, { recursive: true });
-      }
-    })();
-    bundles.set(entry, b);
-  }
+  if (b === undefined) bundles.set(entry, b = bundleOnce(entry));
   return b;
 }
 
