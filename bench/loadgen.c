@@ -23,11 +23,13 @@
  *   idle     --conns connections opened as fast as possible (the setup storm),
  *            held, RSS of the server read, then a ping sweep checks they live.
  *
- * Two nodes of one cluster (--port2): the sender(s) connect to --port; in
- * fanout and latency every other receiver connects to --port2 (half each), in
- * relay every receiver does, so deliveries cross from one node to the other.
- * --pid2 adds the second node's CPU to server_cpu_s; --aux-pid reports another
- * process's CPU apart (aux_cpu_s: the Redis the nodes share).
+ * Two or three nodes of one cluster (--port2, --port3): the sender(s) connect
+ * to --port; in fanout and latency the receivers take the nodes in turn
+ * (receiver i on node i mod nodes), in relay every receiver is on a node other
+ * than the first (receiver i on node 2 + i mod (nodes - 1)), so every relayed
+ * message crosses from one node to another. --pid2 and --pid3 add those nodes'
+ * CPU to server_cpu_s; --aux-pid, once per process, reports other processes'
+ * CPU apart (aux_cpu_s: the Redis, or every process of a Redis Cluster).
  *
  * Output: one JSON object on stdout. Build: gcc -O2 -o loadgen loadgen.c (bench/phases.ts
  * builds it into bench/.build/ and runs it once per phase).
@@ -80,13 +82,15 @@ typedef struct conn {
 /* ---- options ---- */
 static int o_proto = P_SIGNALLER, o_phase = PH_FANOUT;
 static char o_host[64] = "127.0.0.1";
-static int o_port = 0, o_port2 = 0;
+static int o_port = 0, o_port2 = 0, o_port3 = 0;
 static char o_path[256] = "/";
 static int o_n = 200, o_pairs = 50, o_conns = 1000, o_window = 32, o_rate = 1000;
 static int o_size = 60, o_concurrency = 256, o_srcs = 4;
 static double o_warmup = 1.0, o_duration = 5.0, o_settle = 2.0, o_drain = 10.0;
 static double o_setup_timeout = 120.0;
-static int o_pid = 0, o_pid2 = 0, o_aux_pid = 0;
+static int o_pid = 0, o_pid2 = 0, o_pid3 = 0;
+#define MAX_AUX 8
+static int o_aux_pids[MAX_AUX], o_naux = 0;
 static char o_tag[5] = "0000";
 
 /* ---- state ---- */
@@ -150,13 +154,28 @@ static double proc_cpu(int pid) {
   return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
-/* The servers' CPU: the node at --port, plus the one at --port2 when given. */
-static double server_cpu(void) {
-  double a = proc_cpu(o_pid);
-  if (a < 0 || o_pid2 <= 0) return a;
-  double b = proc_cpu(o_pid2);
-  return b < 0 ? -1 : a + b;
+/* The CPU of every process listed (pids <= 0 skipped); -1 when one is unreadable or none is listed. */
+static double sum_cpu(const int *pids, int n) {
+  double sum = 0;
+  int any = 0;
+  for (int i = 0; i < n; i++) {
+    if (pids[i] <= 0) continue;
+    double c = proc_cpu(pids[i]);
+    if (c < 0) return -1;
+    sum += c;
+    any = 1;
+  }
+  return any ? sum : -1;
 }
+
+/* The servers' CPU: the node at --port, plus those at --port2 and --port3 when given. */
+static double server_cpu(void) {
+  int pids[3] = {o_pid, o_pid2, o_pid3};
+  return o_pid > 0 ? sum_cpu(pids, 3) : -1;
+}
+
+/* The CPU of the --aux-pid processes together. */
+static double aux_cpu(void) { return sum_cpu(o_aux_pids, o_naux); }
 
 static long proc_rss_kb(int pid) {
   if (pid <= 0) return -1;
@@ -558,10 +577,13 @@ static void conn_close(conn *c, int failed) {
   c->fd = -1;
 }
 
-/* The node a connection talks to: see "Two nodes" at the top. */
+/* The node a connection talks to: see "Two or three nodes" at the top. */
 static int conn_port(const conn *c) {
-  if (o_port2 <= 0 || c->role != R_RECV) return o_port;
-  return o_phase == PH_RELAY || c->idx % 2 == 1 ? o_port2 : o_port;
+  int ports[3] = {o_port, o_port2, o_port3};
+  int nodes = o_port3 > 0 ? 3 : o_port2 > 0 ? 2 : 1;
+  if (nodes == 1 || c->role != R_RECV) return o_port;
+  if (o_phase == PH_RELAY) return ports[1 + c->idx % (nodes - 1)];
+  return ports[c->idx % nodes];
 }
 
 static void send_handshake(conn *c) {
@@ -694,7 +716,7 @@ static void usage(void) {
           "  [--host 127.0.0.1] [--path /] [--n 200] [--pairs 50] [--conns 1000] [--window 32]\n"
           "  [--rate 1000] [--size 60] [--warmup 1] [--duration 5] [--settle 2] [--drain 10]\n"
           "  [--concurrency 256] [--srcs 4] [--pid SERVER_PID] [--tag 4HEX]\n"
-          "  [--port2 N --pid2 SECOND_NODE_PID] [--aux-pid PID]\n");
+          "  [--port2 N --pid2 SECOND_NODE_PID [--port3 N --pid3 THIRD_NODE_PID]] [--aux-pid PID]...\n");
   exit(2);
 }
 
@@ -722,6 +744,7 @@ static void parse_args(int argc, char **argv) {
     else if (!strcmp(k, "--tag")) snprintf(o_tag, sizeof o_tag, "%.4s", v);
     else if (!strcmp(k, "--port")) o_port = atoi(v);
     else if (!strcmp(k, "--port2")) o_port2 = atoi(v);
+    else if (!strcmp(k, "--port3")) o_port3 = atoi(v);
     else if (!strcmp(k, "--n")) o_n = atoi(v);
     else if (!strcmp(k, "--pairs")) o_pairs = atoi(v);
     else if (!strcmp(k, "--conns")) o_conns = atoi(v);
@@ -732,7 +755,11 @@ static void parse_args(int argc, char **argv) {
     else if (!strcmp(k, "--srcs")) o_srcs = atoi(v);
     else if (!strcmp(k, "--pid")) o_pid = atoi(v);
     else if (!strcmp(k, "--pid2")) o_pid2 = atoi(v);
-    else if (!strcmp(k, "--aux-pid")) o_aux_pid = atoi(v);
+    else if (!strcmp(k, "--pid3")) o_pid3 = atoi(v);
+    else if (!strcmp(k, "--aux-pid")) {
+      if (o_naux == MAX_AUX) usage();
+      o_aux_pids[o_naux++] = atoi(v);
+    }
     else if (!strcmp(k, "--warmup")) o_warmup = atof(v);
     else if (!strcmp(k, "--duration")) o_duration = atof(v);
     else if (!strcmp(k, "--settle")) o_settle = atof(v);
@@ -740,6 +767,7 @@ static void parse_args(int argc, char **argv) {
     else usage();
   }
   if (o_port <= 0 || o_size < 20 || o_size > 4000 || o_window < 1 || o_rate < 1) usage();
+  if (o_port3 > 0 && o_port2 <= 0) usage();
   if (o_port2 > 0 && o_phase == PH_IDLE) usage(); /* the storm measures one server */
 }
 
@@ -812,7 +840,7 @@ static void run_traffic(void) {
       sent_meas0 = total_sent;
       cpu0 = server_cpu();
       gcpu0 = self_cpu();
-      acpu0 = proc_cpu(o_aux_pid);
+      acpu0 = aux_cpu();
     }
     if (sending && now >= send_end) sending = 0;
     if (sending) {
@@ -844,7 +872,7 @@ static void run_traffic(void) {
     poll_us(timeout_us);
   }
   uint64_t t_end = last_delivery_t;
-  double cpu1 = server_cpu(), gcpu1 = self_cpu(), acpu1 = proc_cpu(o_aux_pid);
+  double cpu1 = server_cpu(), gcpu1 = self_cpu(), acpu1 = aux_cpu();
   uint64_t expected = total_sent * (uint64_t)(o_phase == PH_RELAY ? 1 : receivers);
   double window_s = t_end > t_meas0 ? secs(t_end - t_meas0) : 1e-9;
   uint64_t meas_deliv = total_delivered - deliv0;
