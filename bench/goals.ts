@@ -70,7 +70,17 @@ function checkRuntime(
   { runtime, capNote }: { runtime: Runtime; capNote: string },
 ): void {
   const { name, target: s, floor } = runtime;
-  const variants = ["", "-redis", "-redis-2", "-peerjs", "-y-webrtc", "-nostreams"];
+  const variants = [
+    "",
+    "-redis",
+    "-redis-2",
+    "-redis-3",
+    "-redis-cluster",
+    "-redis-cluster-3",
+    "-peerjs",
+    "-y-webrtc",
+    "-nostreams",
+  ];
   if (!variants.some((v) => results.ran(s + v))) {
     out.push({ goal: `Signaller on ${name}`, measured: "runtime not available", met: undefined });
     return;

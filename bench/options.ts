@@ -6,6 +6,55 @@
 import { BENCH, BUILD } from "./paths.ts";
 import { type Phase, PHASES } from "./results.ts";
 
+/** What `deno task bench --help` prints. */
+export const USAGE = `deno task bench [flags]   (= deno run -A bench/run.ts)
+
+Starts each target's server(s) on 127.0.0.1 once per phase, drives them with the C load
+generator (bench/loadgen.c) and writes bench/RESULTS.md.
+
+  --quick            ~1 minute: short phases, 2 000 idle connections, one repetition,
+                     report to bench/.build/RESULTS.quick.md unless --out is given
+  --only a,b         targets (default: every one this machine can run):
+                       signaller-bun, signaller-deno              memory mode
+                       signaller-bun-nostreams, signaller-deno-nostreams
+                                                                  memory, --history 0
+                       signaller-bun-peerjs, signaller-deno-peerjs
+                                                                  the /peerjs endpoint (relay)
+                       signaller-bun-y-webrtc, signaller-deno-y-webrtc
+                                                                  the /y-webrtc endpoint (fan-out)
+                       signaller-bun-redis, signaller-deno-redis  one node on the Redis at
+                                                                  127.0.0.1:6379
+                       signaller-bun-redis-2, signaller-deno-redis-2
+                                                                  two nodes on that Redis
+                       signaller-bun-redis-3, signaller-deno-redis-3
+                                                                  three nodes on that Redis
+                                                                  (fan-out, relay)
+                       signaller-bun-redis-cluster, signaller-deno-redis-cluster
+                                                                  one node on a Redis Cluster the
+                                                                  bench starts on 127.0.0.1:7200-7205
+                                                                  and stops at the end (fan-out, relay)
+                       signaller-bun-redis-cluster-3, signaller-deno-redis-cluster-3
+                                                                  three nodes on that cluster
+                                                                  (fan-out, relay)
+                       floor-bun, floor-deno                      the runtimes' bare WebSocket floors
+                       y-webrtc, peerjs                           the servers Signaller replaces (node)
+  --phases a,b       phases: fanout, latency, relay, idle (a target runs those it has)
+  --duration S       measured seconds per throughput phase (default 5; quick 1)
+  --warmup S         warm-up seconds before measuring (default 1; quick 0.3)
+  --reps N           repetitions of fanout/latency/relay, best kept (default 3; quick 1;
+                     Redis targets at most 2, Redis Cluster and three-node targets 1)
+  --conns K          idle connections (default 20 000, capped by the open-files limit)
+  --receivers N      fan-out and latency: receivers in the channel (default 200)
+  --pairs P          relay: sender/receiver pairs (default 50)
+  --window W         un-acknowledged messages per sender (default 32)
+  --size B           message bytes (default 60)
+  --rate R           latency: messages/s, open loop (default 1000)
+  --no-pin           do not pin servers to CPU 0 and the generator to CPU 1
+  --no-spin          no idle-priority spinners keeping both CPUs awake
+  --out FILE         where to write the report (raw numbers: bench/.build/<name>.json)
+  --render FILE      no run: rewrite the report from such a .json
+  --help             this text`;
+
 /** Options of one bench run. */
 export interface BenchOptions {
   quick: boolean;
@@ -93,6 +142,16 @@ export function parseOptions(args: string[]): BenchOptions {
         o.out = v;
         i++;
         break;
+      case "--render":
+        i++;
+        break;
+      case "--quick":
+      case "--no-pin":
+      case "--no-spin":
+        break;
+      default:
+        // A mistyped flag would otherwise start a full run with the defaults.
+        throw new Error(`unknown flag ${args[i]} (deno task bench --help)`);
     }
   }
   return o;

@@ -8,7 +8,7 @@
 import type { BenchOptions } from "./options.ts";
 import { BENCH, BUILD, exists } from "./paths.ts";
 import { run, which, wrap } from "./process.ts";
-import { dropPhaseKeys, phasePrefix, redisPid } from "./redis.ts";
+import { dropPhaseKeys, phasePrefix, redisPids } from "./redis.ts";
 import { type LoadgenResult, type Phase, PHASES, type RunRecord } from "./results.ts";
 import { running, type Server, startServer, stopServer } from "./servers.ts";
 import type { Target } from "./targets.ts";
@@ -37,7 +37,7 @@ function loadgenArgs(
   { t, phase }: Step,
   { servers, o, tag }: { servers: Server[]; o: BenchOptions; tag: string },
 ): string[] {
-  const [s, s2] = servers;
+  const [s, ...others] = servers;
   const a = [
     "--proto",
     t.proto,
@@ -55,9 +55,12 @@ function loadgenArgs(
     String(o.size),
   ];
   if (t.path !== undefined) a.push("--path", t.path);
-  // Two nodes: receivers on the second (all of them in relay, half in fan-out), CPU of both.
-  if (s2) a.push("--port2", String(s2.port), "--pid2", String(s2.pid));
-  if (t.redis && redisPid() > 0) a.push("--aux-pid", String(redisPid()));
+  // More nodes: receivers spread over them (in relay, over the nodes other than the
+  // senders' first), CPU of every node.
+  for (const [i, node] of others.entries()) {
+    a.push(`--port${i + 2}`, String(node.port), `--pid${i + 2}`, String(node.pid));
+  }
+  for (const pid of t.redis ? redisPids(t.redis) : []) a.push("--aux-pid", String(pid));
   if (phase === "idle") {
     a.push("--conns", String(o.conns), "--settle", o.quick ? "1" : "3");
   } else {
@@ -93,7 +96,7 @@ export async function runPhase(step: Step, o: BenchOptions): Promise<RunRecord> 
     problem,
   });
   const servers: Server[] = [];
-  const redisPrefix = t.redis ? phasePrefix() : undefined;
+  const redisPrefix = t.redis ? phasePrefix(t.redis) : undefined;
   try {
     // The nodes of a cluster all run where a single server does (CPU 0 when pinned).
     for (let i = 0; i < (t.nodes ?? 1); i++) {
@@ -121,6 +124,6 @@ export async function runPhase(step: Step, o: BenchOptions): Promise<RunRecord> 
     return record(null, (e as Error).message);
   } finally {
     await Promise.all(servers.map(stopServer));
-    if (redisPrefix) await dropPhaseKeys(redisPrefix);
+    if (t.redis && redisPrefix) await dropPhaseKeys(t.redis, redisPrefix);
   }
 }

@@ -7,6 +7,7 @@
  */
 import { checkTargets, whyMissed } from "./goals.ts";
 import {
+  clusterTable,
   fanoutTable,
   idleTable,
   latencyTable,
@@ -14,15 +15,28 @@ import {
   relayTable,
   type Tables,
 } from "./report_tables.ts";
-import { MEMORY_MODE, Results, type RunMeta, type RunRecord, TARGET_LABELS } from "./results.ts";
+import {
+  MEMORY_MODE,
+  Results,
+  type RunMeta,
+  type RunRecord,
+  SINGLE_REDIS,
+  TARGET_LABELS,
+} from "./results.ts";
 
 /** Renders the whole RESULTS.md. */
 export function renderReport(meta: RunMeta, records: RunRecord[], summary: string): string {
   const results = new Results(records);
   const ran = Object.keys(TARGET_LABELS).filter((t) => results.ran(t));
-  // Redis mode has its own section, beside the same runtime's memory mode.
-  const memory: Tables = { meta, results, targets: ran.filter((t) => !(t in MEMORY_MODE)) };
+  // Redis mode has its own section, beside the same runtime's memory mode, and the Redis
+  // Cluster its own beside Redis mode.
+  const memory: Tables = {
+    meta,
+    results,
+    targets: ran.filter((t) => !(t in MEMORY_MODE) && !(t in SINGLE_REDIS)),
+  };
   const redisTargets = ran.filter((t) => t in MEMORY_MODE);
+  const clusterTargets = ran.filter((t) => t in SINGLE_REDIS);
   const L: string[] = [];
   L.push("# Signaller benchmark results", "");
   L.push(`- Date: ${meta.date}`);
@@ -56,6 +70,7 @@ export function renderReport(meta: RunMeta, records: RunRecord[], summary: strin
 
   L.push(...fanoutTable(memory), ...latencyTable(memory), ...relayTable(memory));
   if (redisTargets.length) L.push(...redisTables({ meta, results, targets: redisTargets }));
+  if (clusterTargets.length) L.push(...clusterTable({ meta, results, targets: clusterTargets }));
   L.push(...idleTable(memory));
 
   L.push("## Method", "");
@@ -83,7 +98,7 @@ export function renderReport(meta: RunMeta, records: RunRecord[], summary: strin
       "repetitions (noise on a shared machine only ever slows a run down); ratios use " +
       "deliveries/s, with the ratio of deliveries per server CPU-second beside it.",
   );
-  if (redisTargets.length) {
+  if (redisTargets.length || clusterTargets.length) {
     L.push(
       "- Redis mode: each phase of a Redis target starts its server(s) with a key prefix of its " +
         "own (`bench-<run>-<n>:`) and deletes that prefix's keys once they have stopped; the " +
@@ -94,7 +109,46 @@ export function renderReport(meta: RunMeta, records: RunRecord[], summary: strin
         } repetition(s) of each phase, best kept, to keep the whole bench under 10 minutes.`,
     );
   }
+  if (clusterTargets.length) {
+    L.push(
+      "- Redis Cluster: the bench starts its own cluster before the first run " +
+        "(`REDIS_CLUSTER_BASE=7200 tests/support/redis_cluster.sh start`: three masters, three " +
+        "replicas, no persistence, on ports 7200-7205, apart from the tests' cluster on " +
+        "7100-7105) and stops it at the end of the run. Each phase gets its own prefix as on one " +
+        "Redis; its keys are deleted on every master once the servers have stopped. Redis " +
+        "CPU-seconds are the sum over the six processes (replicas included: they apply every " +
+        "write their master takes). Like the one Redis, the cluster's processes are not pinned: " +
+        "they run on either CPU, beside the servers and the generator, so the one Redis and the " +
+        "cluster are measured alike; six processes have more wake-ups to schedule than one. " +
+        `The Redis Cluster targets and the three nodes on one Redis run ${
+          meta.settings.cluster_reps ?? 1
+        } repetition(s) of each phase, so that the whole bench stays within its deadline ` +
+        "without cutting the other targets' repetitions (so the one-node cluster, a single run, " +
+        "is held against the best of one Redis's repetitions, which favours one Redis).",
+    );
+  }
   for (const n of meta.notes) L.push(`- ${n}`);
   L.push("");
   return L.join("\n");
+}
+
+/** The `## name` section of a Markdown report, up to the next `## ` heading, or "" if absent. */
+export function section(doc: string, name: string): string {
+  const at = doc.indexOf(`\n## ${name}\n`);
+  if (at < 0) return "";
+  const next = doc.indexOf("\n## ", at + 1);
+  return doc.slice(at + 1, next < 0 ? undefined : next + 1).trimEnd();
+}
+
+/**
+ * `doc` with the section `text` (which starts with its `## name` heading) in
+ * place of the one of that name, or else just before `## before`, or else at the end.
+ */
+export function putSection(doc: string, text: string, before: string): string {
+  const name = text.slice(3, text.indexOf("\n"));
+  const old = section(doc, name);
+  if (old) return doc.replace(old, () => text.trimEnd());
+  const at = doc.indexOf(`\n## ${before}\n`);
+  if (at < 0) return `${doc.trimEnd()}\n\n${text.trimEnd()}\n`;
+  return `${doc.slice(0, at + 1)}${text.trimEnd()}\n\n${doc.slice(at + 1)}`;
 }

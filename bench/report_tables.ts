@@ -1,8 +1,9 @@
 /**
  * The report's tables: fan-out, latency, relay and idle connections for the
- * servers in memory mode, and Redis mode beside the same runtime in memory
- * mode. Each returns its lines (a heading, the table, a blank line), or none
- * when no target ran its phase.
+ * servers in memory mode, Redis mode beside the same runtime in memory mode,
+ * and the Redis Cluster beside one Redis with as many nodes. Each returns its
+ * lines (a heading, the table, a blank line), or none when no target ran its
+ * phase.
  * @module
  */
 import {
@@ -29,6 +30,7 @@ import {
   type RunMeta,
   type RunRecord,
   RUNTIMES,
+  SINGLE_REDIS,
 } from "./results.ts";
 
 /** What every table is drawn from. */
@@ -217,38 +219,27 @@ export function idleTable(t: Tables): string[] {
   return L;
 }
 
-/** The Redis-mode section: one node and two nodes, each against its runtime's memory mode. */
-export function redisTables(t: Tables): string[] {
-  const { meta, results } = t;
-  const L = [
-    "## Redis mode: fan-out and relay through Redis",
-    "",
-    "Signaller started with `--redis redis://127.0.0.1:6379` and a fresh `--redis-prefix` per " +
-    "phase, under the same loads as above. **One node**: one server, all connections on it. " +
-    "**Two nodes**: two server processes on the same Redis and prefix. In fan-out the sender " +
-    "and every other receiver are on the first node and the other half of the receivers on the " +
-    "second, so half the deliveries cross nodes through Redis pub/sub; in relay every sender is " +
-    "on the first node and its receiver on the second, so every message crosses. Server CPU-s " +
-    "is both nodes' together. The ratios compare with the same runtime in memory mode " +
-    "(deliveries/s, and deliveries per server CPU-second in brackets).",
-    "",
-    ...head([
-      "server",
-      "phase",
-      "deliveries/s",
-      "server CPU-s",
-      "Redis CPU-s",
-      "deliveries / server CPU-s",
-      "delivered / expected",
-      "events per frame",
-      "vs memory mode",
-      "notes",
-    ]),
-  ];
+/** How the nodes of a two- and a three-node target share the load. */
+const TWO_NODES = "**Two nodes**: two server processes on the same Redis and prefix. In fan-out " +
+  "the sender and every other receiver are on the first node and the other half of the " +
+  "receivers on the second, so half the deliveries cross nodes through Redis pub/sub; in relay " +
+  "every sender is on the first node and its receiver on the second, so every message crosses.";
+const THREE_NODES = "**Three nodes** (fan-out and relay): three server processes on the same " +
+  "Redis and prefix. In fan-out the sender is on the first node and the receivers on the three " +
+  "in turn, so two thirds of the deliveries cross nodes; in relay every sender is on the first " +
+  "node and the receivers on the second and third in turn, so every message crosses. Server " +
+  "CPU-s is all nodes' together.";
+
+/**
+ * Fan-out then relay rows of the targets: deliveries/s, server and Redis CPU,
+ * the count, and the `compare` cells of each.
+ */
+function redisRows(t: Tables, compare: (target: string, phase: Phase) => string[]): string[] {
+  const L: string[] = [];
   for (const [phase, what] of [["fanout", "fan-out"], ["relay", "relay"]] as const) {
     for (const target of t.targets) {
-      if (!results.ran(target, phase)) continue;
-      const rec = results.best(target, phase);
+      if (!t.results.ran(target, phase)) continue;
+      const rec = t.results.best(target, phase);
       const r = rec?.result ?? undefined;
       L.push(row([
         label(target),
@@ -259,11 +250,41 @@ export function redisTables(t: Tables): string[] {
         perCpuCell(r),
         countCell(r),
         perFrame(r),
-        versus(results, { target, base: MEMORY_MODE[target], phase }),
+        ...compare(target, phase),
         problemCell(rec),
       ]));
     }
   }
+  return L;
+}
+
+const REDIS_HEAD = [
+  "server",
+  "phase",
+  "deliveries/s",
+  "server CPU-s",
+  "Redis CPU-s",
+  "deliveries / server CPU-s",
+  "delivered / expected",
+  "events per frame",
+];
+
+/** The Redis-mode section: one, two and three nodes, each against its runtime's memory mode. */
+export function redisTables(t: Tables): string[] {
+  const { meta, results } = t;
+  const L = [
+    "## Redis mode: fan-out and relay through Redis",
+    "",
+    "Signaller started with `--redis redis://127.0.0.1:6379` and a fresh `--redis-prefix` per " +
+    "phase, under the same loads as above. **One node**: one server, all connections on it. " +
+    `${TWO_NODES} ${THREE_NODES} The ratios compare with the same runtime in memory mode ` +
+    "(deliveries/s, and deliveries per server CPU-second in brackets).",
+    "",
+    ...head([...REDIS_HEAD, "vs memory mode", "notes"]),
+    ...redisRows(t, (target, phase) => [
+      versus(results, { target, base: MEMORY_MODE[target], phase }),
+    ]),
+  ];
   L.push("");
   const lat = t.targets.filter((target) => results.ran(target, "latency"));
   if (!lat.length) return L;
@@ -294,4 +315,30 @@ export function redisTables(t: Tables): string[] {
   }
   L.push("");
   return L;
+}
+
+/** The Redis Cluster section: one and three nodes, against one Redis and against memory mode. */
+export function clusterTable(t: Tables): string[] {
+  const { results } = t;
+  return [
+    "## Redis Cluster: fan-out and relay through a Redis Cluster",
+    "",
+    "Signaller started with `--redis-cluster` on a local Redis Cluster the bench starts for the " +
+    "run (three masters and three replicas on 127.0.0.1:7200-7205, `tests/support/" +
+    "redis_cluster.sh`), a fresh `--redis-prefix` per phase, under the same loads as above. " +
+    `**One node**: one server, all connections on it. ${THREE_NODES} Redis CPU-s is the six ` +
+    "cluster processes' together. The ratios compare with the same runtime and node count on " +
+    "one Redis (the section above), and with the same runtime in memory mode (deliveries/s, " +
+    "and deliveries per server CPU-second in brackets).",
+    "",
+    ...head([...REDIS_HEAD, "vs one Redis, same nodes", "vs memory mode", "notes"]),
+    ...redisRows(t, (target, phase) => {
+      const single = SINGLE_REDIS[target];
+      return [
+        versus(results, { target, base: single, phase }),
+        versus(results, { target, base: MEMORY_MODE[single], phase }),
+      ];
+    }),
+    "",
+  ];
 }

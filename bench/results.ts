@@ -35,7 +35,10 @@ export interface LoadgenResult {
   frames?: number;
   /** The drain time ran out with deliveries still owed (a backlog, not necessarily a loss). */
   drain_timeout?: boolean;
-  /** CPU-seconds of the Redis server over the same window (Redis targets; -1 when unreadable). */
+  /**
+   * CPU-seconds of the Redis server, or of every process of the Redis Cluster
+   * together, over the same window (Redis targets; -1 when unreadable).
+   */
   aux_cpu_s?: number;
   conns?: number;
   ready?: number;
@@ -87,6 +90,12 @@ export const TARGET_LABELS: Record<string, string> = {
   "signaller-bun-redis-2": "Signaller (Bun, Redis, 2 nodes)",
   "signaller-deno-redis": "Signaller (Deno, Redis)",
   "signaller-deno-redis-2": "Signaller (Deno, Redis, 2 nodes)",
+  "signaller-bun-redis-3": "Signaller (Bun, Redis, 3 nodes)",
+  "signaller-deno-redis-3": "Signaller (Deno, Redis, 3 nodes)",
+  "signaller-bun-redis-cluster": "Signaller (Bun, Redis Cluster)",
+  "signaller-bun-redis-cluster-3": "Signaller (Bun, Redis Cluster, 3 nodes)",
+  "signaller-deno-redis-cluster": "Signaller (Deno, Redis Cluster)",
+  "signaller-deno-redis-cluster-3": "Signaller (Deno, Redis Cluster, 3 nodes)",
   "signaller-bun-nostreams": "Signaller (Bun, streams off)",
   "signaller-deno-nostreams": "Signaller (Deno, streams off)",
   "signaller-bun-peerjs": "Signaller's PeerJS endpoint (Bun)",
@@ -100,12 +109,28 @@ export function label(target: string): string {
   return TARGET_LABELS[target] ?? target;
 }
 
-/** Redis-mode targets and the memory-mode target of the same runtime they are compared to. */
+/**
+ * Targets on one Redis and the memory-mode target of the same runtime they are
+ * compared to.
+ */
 export const MEMORY_MODE: Record<string, string> = {
   "signaller-bun-redis": "signaller-bun",
   "signaller-bun-redis-2": "signaller-bun",
+  "signaller-bun-redis-3": "signaller-bun",
   "signaller-deno-redis": "signaller-deno",
   "signaller-deno-redis-2": "signaller-deno",
+  "signaller-deno-redis-3": "signaller-deno",
+};
+
+/**
+ * Targets on the Redis Cluster and the same runtime on one Redis with as many
+ * nodes, they are compared to (and through it, to memory mode).
+ */
+export const SINGLE_REDIS: Record<string, string> = {
+  "signaller-bun-redis-cluster": "signaller-bun-redis",
+  "signaller-bun-redis-cluster-3": "signaller-bun-redis-3",
+  "signaller-deno-redis-cluster": "signaller-deno-redis",
+  "signaller-deno-redis-cluster-3": "signaller-deno-redis-3",
 };
 
 /** A runtime Signaller runs on: its memory-mode target and the floor it is held against. */

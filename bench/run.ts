@@ -3,39 +3,26 @@
  *
  * Builds the C load generator, then for every target — Signaller on each
  * runtime found (Deno when `server.ts` exists, Bun when `server/bun.ts` exists
- * and `bun` is on PATH), the same in Redis mode on one node and on two nodes
- * when a Redis answers at 127.0.0.1:6379, the floors (`floor_bun.ts`,
+ * and `bun` is on PATH), the same in Redis mode on one, two and three nodes
+ * when a Redis answers at 127.0.0.1:6379, and on a Redis Cluster on one and
+ * three nodes when `redis-server` is on PATH, the floors (`floor_bun.ts`,
  * `floor_deno.ts`), y-webrtc's signalling server and peerjs-server — starts a
  * fresh server per phase on 127.0.0.1, runs the generator against it, stops it,
  * and writes `bench/RESULTS.md`. Everything is bounded: each phase has a
  * timeout, each server is killed after its phase, and the whole run has a
  * deadline. Redis targets get a fresh key prefix per phase (`bench-<run>-<n>:`),
  * whose keys are deleted after the phase; nothing else in that Redis is touched.
+ * The cluster targets run on a Redis Cluster the bench starts on ports
+ * 7200-7205 (`tests/support/redis_cluster.sh`) and stops at the end.
  *
- * Flags:
- *   --quick            ~1 minute: short phases, 2 000 idle connections, one repetition,
- *                      report to bench/.build/RESULTS.quick.md unless --out is given
- *   --only a,b         targets: signaller-bun, signaller-deno, signaller-bun-redis,
- *                      signaller-deno-redis, signaller-bun-redis-2, signaller-deno-redis-2,
- *                      signaller-bun-peerjs, signaller-deno-peerjs, signaller-bun-y-webrtc,
- *                      signaller-deno-y-webrtc, signaller-bun-nostreams, signaller-deno-nostreams,
- *                      floor-bun, floor-deno, y-webrtc, peerjs
- *   --phases a,b       phases: fanout, latency, relay, idle
- *   --duration S       measured seconds per throughput phase (default 5; quick 1)
- *   --warmup S         warm-up seconds before measuring (default 1; quick 0.3)
- *   --reps N           repetitions of fanout/latency/relay, best kept (default 3; quick 1)
- *   --conns K          idle connections (default 20 000, capped by the open-files limit)
- *   --receivers N --pairs P --window W --size B --rate R
- *   --no-pin           do not pin server to CPU 0 and generator to CPU 1
- *   --no-spin          no idle-priority spinners keeping both CPUs awake (see below)
- *   --out FILE         where to write the report (raw numbers: bench/.build/<name>.json)
- *   --render FILE      no run: rewrite the report from such a .json
+ * Flags: `deno task bench --help` (the text is `USAGE` in `options.ts`).
  *
- * The parts, by concern: `options.ts` (these flags), `targets.ts` (the servers
+ * The parts, by concern: `options.ts` (the flags), `targets.ts` (the servers
  * and how each is started), `servers.ts` (starting, readiness, stopping),
  * `phases.ts` (one phase: the generator's flags and its result), `redis.ts`
- * (key prefixes and their deletion), `process.ts` (child processes, CPU
- * pinning, spinners), `machine.ts` (facts for the header); the report:
+ * (key prefixes and their deletion, the bench's Redis Cluster), `process.ts`
+ * (child processes, CPU pinning, spinners), `machine.ts` (facts for the
+ * header); the report:
  * `results.ts` (the raw records), `report.ts` with `report_tables.ts`,
  * `goals.ts` and `summary.ts`, and `format.ts` for its cells. The generator is
  * `loadgen.c`; the floors are `floor_bun.ts` and `floor_deno.ts`.
@@ -44,14 +31,14 @@
  */
 import { buildLoadgen, runPhase, type Step } from "./phases.ts";
 import { hardFileLimit, loadAverage, machine, versions } from "./machine.ts";
-import { type BenchOptions, parseOptions } from "./options.ts";
+import { type BenchOptions, parseOptions, USAGE } from "./options.ts";
 import { BUILD, ROOT } from "./paths.ts";
 import { killAll, startSpinners, which } from "./process.ts";
-import { dropRunKeys, REDIS_URL, redisUp } from "./redis.ts";
-import { renderReport } from "./report.ts";
+import { dropRunKeys, REDIS_URL, redisUp, startCluster, stopCluster } from "./redis.ts";
+import { renderReport, section } from "./report.ts";
 import type { RunMeta, RunRecord } from "./results.ts";
 import { renderSummary } from "./summary.ts";
-import { discoverTargets, ensureDeps, REDIS_REPS, type Target } from "./targets.ts";
+import { discoverTargets, ensureDeps, EXTRA_REPS, REDIS_REPS, type Target } from "./targets.ts";
 
 /**
  * Caps the idle phase's connections to what the open-files limit allows;
@@ -77,7 +64,7 @@ function capConns(o: BenchOptions, notes: string[]): string | undefined {
 /** Notes on what this machine lacks, and so what did not run. */
 function availabilityNotes(
   targets: Target[],
-  has: { bun: boolean; node: boolean; redis: string | null },
+  has: { bun: boolean; node: boolean; redis: string | null; redisServer: boolean },
 ): string[] {
   const notes: string[] = [];
   if (!targets.some((t) => t.name.startsWith("signaller"))) {
@@ -88,6 +75,9 @@ function availabilityNotes(
   if (has.redis === null) {
     notes.push(`No Redis answered at ${REDIS_URL} (or no \`redis-cli\`): Redis targets skipped.`);
   }
+  if (!has.redisServer) {
+    notes.push("`redis-server` or `redis-cli` is not on PATH: Redis Cluster targets skipped.");
+  }
   return notes;
 }
 
@@ -97,12 +87,22 @@ function pinNotes(targets: Target[]): string[] {
     "Servers run pinned to CPU 0 and the generator to CPU 1 (`taskset`), so each has one core " +
     "of the two; runtimes with helper threads (Deno's I/O, GC) share CPU 0 with their JS thread.",
   ];
-  if (targets.some((t) => t.nodes === 2)) {
+  if (targets.some((t) => (t.nodes ?? 1) > 1)) {
     notes.push(
-      "Two-node runs: both nodes are pinned to CPU 0 (where a single server runs) and the " +
-        "generator to CPU 1; with two cores there is no third one, so the two nodes share one " +
-        "core and the numbers show the cluster's cost per delivery, not how it scales. Redis is " +
-        "a process of the machine, not the bench's: it is not pinned and runs on either CPU.",
+      "Two- and three-node runs: every node is pinned to CPU 0 (where a single server runs) and " +
+        "the generator to CPU 1; with two cores there is no third one, so the nodes share one " +
+        "core and the numbers show the cluster's cost per delivery, not how it scales: each " +
+        "more node adds its own Redis round trips, pub/sub decoding and event loop to that one " +
+        "core. Redis is a process of the machine, not the bench's: it is not pinned and runs on " +
+        "either CPU.",
+    );
+  }
+  if (targets.some((t) => t.redis === "cluster")) {
+    notes.push(
+      "Redis Cluster runs: the cluster's six processes are not pinned either, as the one Redis " +
+        "is not: they take their CPU from both cores, the servers' and the generator's, so what " +
+        "they cost shows partly as a slower generator or server; their own CPU is the table's " +
+        "Redis CPU-s.",
     );
   }
   return notes;
@@ -150,26 +150,24 @@ async function write(meta: RunMeta, records: RunRecord[], o: BenchOptions): Prom
   const json = `${BUILD}/${o.out.split("/").pop()!.replace(/\.md$/, "")}.json`;
   await Deno.writeTextFile(json, JSON.stringify({ meta, records }, null, 2));
   const summary = renderSummary(records, o.conns);
-  await Deno.writeTextFile(o.out, await keepSoak(o.out, renderReport(meta, records, summary)));
+  await Deno.writeTextFile(o.out, await keepRunApart(o.out, renderReport(meta, records, summary)));
   return summary;
 }
 
 /**
- * `report` with the "Soak" section of the report already at `out` appended: the soak
- * (`bench/soak.ts`) is run and written up by hand, apart from this bench.
+ * `report` with the sections of the report already at `out` that are run apart
+ * from this bench appended: the fuzz figures (`bench/fuzz.ts`) and the soak
+ * (`bench/soak.ts`).
  */
-async function keepSoak(out: string, report: string): Promise<string> {
+async function keepRunApart(out: string, report: string): Promise<string> {
   let old = "";
   try {
     old = await Deno.readTextFile(out);
   } catch {
     return report;
   }
-  const at = old.indexOf("\n## Soak");
-  if (at < 0) return report;
-  const next = old.indexOf("\n## ", at + 1);
-  const section = old.slice(at + 1, next < 0 ? undefined : next + 1).trimEnd();
-  return `${report.trimEnd()}\n\n${section}\n`;
+  const kept = ["Fuzz", "Soak"].map((name) => section(old, name)).filter((s) => s !== "");
+  return [report.trimEnd(), ...kept].join("\n\n") + "\n";
 }
 
 /** `--render FILE.json`: rewrites the report from a saved run. */
@@ -179,19 +177,26 @@ async function render(json: string, out: string): Promise<void> {
     records: RunRecord[];
   };
   const summary = renderSummary(records, Number(meta.settings.conns));
-  await Deno.writeTextFile(out, await keepSoak(out, renderReport(meta, records, summary)));
+  await Deno.writeTextFile(out, await keepRunApart(out, renderReport(meta, records, summary)));
   console.log(`${summary}\n\nwrote ${out} from ${json}`);
 }
 
 async function main() {
   const started = performance.now();
-  const o = parseOptions(Deno.args);
+  if (Deno.args.includes("--help") || Deno.args.includes("-h")) return console.log(USAGE);
+  let o: BenchOptions;
+  try {
+    o = parseOptions(Deno.args);
+  } catch (e) {
+    console.error((e as Error).message);
+    Deno.exit(2);
+  }
   const renderFrom = Deno.args.indexOf("--render");
   if (renderFrom >= 0) return render(Deno.args[renderFrom + 1], o.out);
   // Other work on the machine skews every number: say how busy it was before we began.
   const loadBefore = loadAverage();
   Deno.addSignalListener("SIGINT", () => {
-    killAll().then(dropRunKeys).then(() => Deno.exit(130));
+    killAll().then(dropRunKeys).then(stopCluster).then(() => Deno.exit(130));
   });
   if ((navigator.hardwareConcurrency ?? 1) < 2 || !(await which("taskset"))) o.pin = false;
   const notes: string[] = [];
@@ -202,6 +207,7 @@ async function main() {
     bun: await which("bun"),
     node: await which("node"),
     redis: (await which("redis-cli")) ? await redisUp() : null,
+    redisServer: (await which("redis-server")) && (await which("redis-cli")),
   };
   let targets = discoverTargets({ ...has, redis: has.redis !== null });
   if (o.only) {
@@ -210,6 +216,14 @@ async function main() {
     targets = targets.filter((t) => o.only!.includes(t.name));
   }
   notes.push(...availabilityNotes(targets, has));
+  if (targets.some((t) => t.redis === "cluster")) {
+    console.log("starting the bench's Redis Cluster on 127.0.0.1:7200-7205 ...");
+    const why = await startCluster();
+    if (why) {
+      notes.push(`The Redis Cluster did not start (${why}): Redis Cluster targets skipped.`);
+      targets = targets.filter((t) => t.redis !== "cluster");
+    }
+  }
   if (o.pin) notes.push(...pinNotes(targets));
   // No run starts after this (9 minutes full, 3 quick), so the whole bench, its
   // last phase included, ends within 10 minutes.
@@ -256,6 +270,9 @@ async function main() {
       duration_s: o.duration,
       reps: o.reps,
       ...(targets.some((t) => t.redis) ? { redis_reps: Math.min(o.reps, REDIS_REPS) } : {}),
+      ...(targets.some((t) => t.reps === EXTRA_REPS)
+        ? { cluster_reps: Math.min(o.reps, EXTRA_REPS) }
+        : {}),
       pinned: o.pin,
       spinners: o.pin && o.spin,
     },
@@ -280,5 +297,6 @@ if (import.meta.main) {
   } finally {
     await killAll();
     await dropRunKeys();
+    await stopCluster();
   }
 }

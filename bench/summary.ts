@@ -11,11 +11,12 @@ export function renderSummary(records: RunRecord[], fullConns: number): string {
   const results = new Results(records);
   const parts: string[] = [];
   for (const runtime of RUNTIMES) {
-    if (!results.ran(runtime.target)) continue;
     const memory = memorySummary(results, { runtime, fullConns });
     if (memory) parts.push(memory);
     const redis = redisSummary(results, runtime);
     if (redis) parts.push(redis);
+    const cluster = clusterSummary(results, runtime);
+    if (cluster) parts.push(cluster);
   }
   if (!parts.length) return "No Signaller runtime was available in this run; see the tables.";
   return parts.join(" ");
@@ -63,19 +64,43 @@ function memorySummary(
 /** One sentence on a runtime's Redis mode, one node and two, against its memory mode. */
 function redisSummary(results: Results, runtime: Runtime): string {
   const memory = runtime.target;
-  const bits: string[] = [];
   const two = "two nodes (half the fan-out deliveries and every relayed message cross Redis)";
-  for (const [t, where] of [[`${memory}-redis`, "one node"], [`${memory}-redis-2`, two]]) {
-    const f = results.dps(t, "fanout"), rl = results.dps(t, "relay");
-    const parts: string[] = [];
-    if (f !== undefined) {
-      parts.push(`fans out ${fmtRate(f)}/s (${fmtRatio(ratio(f, results.dps(memory, "fanout")))})`);
-    }
-    if (rl !== undefined) {
-      parts.push(`relays ${fmtRate(rl)}/s (${fmtRatio(ratio(rl, results.dps(memory, "relay")))})`);
-    }
-    if (parts.length) bits.push(`on ${where} it ${parts.join(" and ")}`);
-  }
+  const bits = [[`${memory}-redis`, "one node"], [`${memory}-redis-2`, two]]
+    .map(([t, where]) => versusBit(results, { target: t, base: memory, where }))
+    .filter(Boolean);
   if (!bits.length) return "";
   return `In Redis mode on ${runtime.name} (ratios to memory mode), ${bits.join("; ")}.`;
+}
+
+/** One sentence on a runtime on the Redis Cluster, one node and three, against one Redis. */
+function clusterSummary(results: Results, runtime: Runtime): string {
+  const memory = runtime.target;
+  const bits = [["", "one node"], ["-3", "three nodes"]]
+    .map(([n, where]) =>
+      versusBit(results, {
+        target: `${memory}-redis-cluster${n}`,
+        base: `${memory}-redis${n}`,
+        where,
+      })
+    )
+    .filter(Boolean);
+  if (!bits.length) return "";
+  return `On a Redis Cluster on ${runtime.name} (ratios to one Redis with as many nodes), ` +
+    `${bits.join("; ")}.`;
+}
+
+/** `on <where> it fans out X/s (r×) and relays Y/s (r×)`, or "" when neither ran. */
+function versusBit(
+  results: Results,
+  { target, base, where }: { target: string; base: string; where: string },
+): string {
+  const f = results.dps(target, "fanout"), rl = results.dps(target, "relay");
+  const parts: string[] = [];
+  if (f !== undefined) {
+    parts.push(`fans out ${fmtRate(f)}/s (${fmtRatio(ratio(f, results.dps(base, "fanout")))})`);
+  }
+  if (rl !== undefined) {
+    parts.push(`relays ${fmtRate(rl)}/s (${fmtRatio(ratio(rl, results.dps(base, "relay")))})`);
+  }
+  return parts.length ? `on ${where} it ${parts.join(" and ")}` : "";
 }

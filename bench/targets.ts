@@ -1,17 +1,23 @@
 /**
  * The servers the bench measures and how each is started: Signaller on each
- * runtime found (in memory, and in Redis mode on one node and on two; its
- * PeerJS and y-webrtc endpoints too), the floors, y-webrtc's signalling server
- * and peerjs-server.
+ * runtime found (in memory; in Redis mode on one node, two and three; on a
+ * Redis Cluster on one node and three; its PeerJS and y-webrtc endpoints
+ * too), the floors, y-webrtc's signalling server and peerjs-server.
  * @module
  */
 import { exists, ROOT } from "./paths.ts";
 import { run } from "./process.ts";
-import { REDIS_URL } from "./redis.ts";
+import { CLUSTER_SEEDS, REDIS_URL, type RedisKind } from "./redis.ts";
 import type { Phase } from "./results.ts";
 
 /** Repetitions of the Redis targets: they are extra runs, and the whole bench must stay under 10 minutes. */
 export const REDIS_REPS = 2;
+/**
+ * Repetitions of the Redis Cluster targets and of the three nodes on one Redis
+ * they are compared to: one each, or the run's deadline would cut the other
+ * targets' repetitions.
+ */
+export const EXTRA_REPS = 1;
 
 /** A server the bench can start: how, how to tell it is up, which phases it runs. */
 export interface Target {
@@ -32,10 +38,13 @@ export interface Target {
   path?: string;
   /** A stdout line that says the server listens; group 1 is the port when present. */
   ready: RegExp;
-  /** Signaller in Redis mode: each phase gets a fresh key prefix, deleted after the phase. */
-  redis?: boolean;
-  /** Server processes per phase: 2 = two nodes of one cluster (same Redis and prefix). */
-  nodes?: 1 | 2;
+  /**
+   * Signaller in Redis mode, on the one Redis or on the bench's Redis Cluster:
+   * each phase gets a fresh key prefix, deleted after the phase.
+   */
+  redis?: RedisKind;
+  /** Server processes per phase: 2 or 3 = nodes of one Signaller cluster (same Redis and prefix). */
+  nodes?: 1 | 2 | 3;
   /** At most this many repetitions of each phase (default: `--reps`). */
   reps?: number;
 }
@@ -45,6 +54,8 @@ export interface Available {
   bun: boolean;
   node: boolean;
   redis: boolean;
+  /** `redis-server` is on the PATH: the bench can start its own Redis Cluster. */
+  redisServer: boolean;
 }
 
 /** Where every server listens: loopback only. */
@@ -56,7 +67,7 @@ const DENO = ["deno", "run", "-A"];
 
 /** The targets this machine can run, Signaller runtimes picked by what exists. */
 export function discoverTargets(has: Available): Target[] {
-  const sigArgs = (port: number, redisPrefix?: string) => [
+  const sigArgs = (port: number) => [
     "server.ts",
     ...listen(port),
     "--rate",
@@ -68,7 +79,12 @@ export function discoverTargets(has: Available): Target[] {
     "0",
     "--log",
     "warn",
-    ...(redisPrefix === undefined ? [] : ["--redis", REDIS_URL, "--redis-prefix", redisPrefix]),
+  ];
+  /** The store flags of a Redis-mode target: its Redis and the phase's key prefix. */
+  const storeArgs = (kind: RedisKind, prefix = "") => [
+    ...(kind === "cluster" ? ["--redis-cluster", CLUSTER_SEEDS] : ["--redis", REDIS_URL]),
+    "--redis-prefix",
+    prefix,
   ];
   const sigReady = /signaller listening on ws:\/\/[^\s]*:(\d+)\//;
   const all: Target[] = [];
@@ -158,18 +174,38 @@ export function discoverTargets(has: Available): Target[] {
       ready: /Started PeerServer on [^,]*, port: (\d+)/,
     });
   }
-  // Redis mode last: one node, then two nodes sharing the Redis and the prefix.
+  // Redis mode last: one node, then two and three nodes sharing the Redis and the prefix
+  // (three only where the cluster targets are compared with it: fan-out and relay).
   for (const [rt, exe] of has.redis ? signallerOn : []) {
-    for (const nodes of [1, 2] as const) {
+    for (const nodes of [1, 2, 3] as const) {
       all.push({
-        name: `signaller-${rt}-redis${nodes === 2 ? "-2" : ""}`,
+        name: `signaller-${rt}-redis${nodes > 1 ? `-${nodes}` : ""}`,
         proto: "signaller",
-        phases: ["fanout", "latency", "relay"],
-        command: (port, { redisPrefix }) => ({ cmd: [...exe, ...sigArgs(port, redisPrefix)] }),
+        phases: nodes === 3 ? ["fanout", "relay"] : ["fanout", "latency", "relay"],
+        command: (port, { redisPrefix }) => ({
+          cmd: [...exe, ...sigArgs(port), ...storeArgs("single", redisPrefix)],
+        }),
         ready: sigReady,
-        redis: true,
+        redis: "single",
         nodes,
-        reps: REDIS_REPS,
+        reps: nodes === 3 ? EXTRA_REPS : REDIS_REPS,
+      });
+    }
+  }
+  // The same on a Redis Cluster the bench starts: one node, and three sharing the prefix.
+  for (const [rt, exe] of has.redisServer ? signallerOn : []) {
+    for (const nodes of [1, 3] as const) {
+      all.push({
+        name: `signaller-${rt}-redis-cluster${nodes > 1 ? `-${nodes}` : ""}`,
+        proto: "signaller",
+        phases: ["fanout", "relay"],
+        command: (port, { redisPrefix }) => ({
+          cmd: [...exe, ...sigArgs(port), ...storeArgs("cluster", redisPrefix)],
+        }),
+        ready: sigReady,
+        redis: "cluster",
+        nodes,
+        reps: EXTRA_REPS,
       });
     }
   }
