@@ -7,7 +7,7 @@ import { ROOT } from "./paths.ts";
 import { run } from "./process.ts";
 
 /** The first line a command prints, or "unavailable". */
-async function version(cmd: string[]): Promise<string> {
+export async function version(cmd: string[]): Promise<string> {
   try {
     const r = await run(cmd, { timeoutMs: 20_000 });
     return (r.stdout || r.stderr).split("\n")[0].trim();

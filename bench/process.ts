@@ -17,11 +17,12 @@ export interface Output {
 /** Runs a command to completion (from the repository root unless `cwd`), killed after `timeoutMs`. */
 export async function run(
   cmd: string[],
-  opts: { cwd?: string; timeoutMs?: number } = {},
+  opts: { cwd?: string; timeoutMs?: number; env?: Record<string, string> } = {},
 ): Promise<Output> {
   const out = await new Deno.Command(cmd[0], {
     args: cmd.slice(1),
     cwd: opts.cwd ?? ROOT,
+    env: opts.env,
     stdout: "piped",
     stderr: "piped",
     signal: AbortSignal.timeout(opts.timeoutMs ?? 120_000),

@@ -9,7 +9,10 @@
  *
  * The frames come from a seeded PRNG; the seed is printed, and `FUZZ_SEED=N`
  * replays the same frames (their interleaving across connections may differ).
- * `FUZZ_FRAMES=N` changes the number of frames per runtime.
+ * `FUZZ_FRAMES=N` changes the number of frames per runtime. `FUZZ_REPORT=FILE`
+ * appends each runtime's figures, once every check has passed, to FILE as one
+ * JSON line (`FuzzFigures`): `bench/fuzz.ts` turns them into the report's
+ * "Fuzz" section.
  */
 import assert from "node:assert/strict";
 import { parseServerFrame } from "../../protocol/mod.ts";
@@ -234,6 +237,31 @@ class FrameGen {
   }
 }
 
+/** What one runtime's run appends to `FUZZ_REPORT`, once every check has passed. */
+export interface FuzzFigures {
+  runtime: string;
+  seed: number;
+  /** Frames asked for (`FUZZ_FRAMES`): at least this many were read by the server. */
+  frames: number;
+  /** Frames written, those behind a close included. */
+  sent: number;
+  /** Written behind a frame that closed the connection, so never read. */
+  dropped: number;
+  /** Frames answered with `ok` or `error`. */
+  replies: number;
+  /** Other messages received (events from other connections' frames). */
+  events: number;
+  connections: number;
+  /** Connections the server closed, by close code. */
+  closes: Record<string, number>;
+  /** Lines the server logged at level error. */
+  errorLogs: number;
+  /** The server's exit code on SIGTERM after the fresh client's check. */
+  exitCode: number;
+  /** Milliseconds from the first connection to the last frame's answer. */
+  ms: number;
+}
+
 /** Counts of one runtime's run. */
 interface Tally {
   sent: number;
@@ -328,11 +356,12 @@ bbtest(`fuzz: ${FRAMES} random and mutated frames on ${CONNS} connections`, asyn
       self = ids[i] = newId();
     }
   }));
+  const ms = Date.now() - t0;
   console.log(
     `[${rt}] ${tally.sent} frames (${tally.dropped} behind a close), ${tally.replies} replies, ` +
       `${tally.events} events, ` +
       `${tally.connections} connections, closes ${JSON.stringify([...tally.closes])}, ` +
-      `${Date.now() - t0} ms`,
+      `${ms} ms`,
   );
   // Every frame read was answered, or closed its connection with a documented code.
   const closes = [...tally.closes.values()].reduce((a, b) => a + b, 0);
@@ -342,13 +371,37 @@ bbtest(`fuzz: ${FRAMES} random and mutated frames on ${CONNS} connections`, asyn
   // Nothing failed inside the server, and it still serves.
   const errors = s.logs().filter((l) => l.includes('"level":"error"'));
   assert.deepEqual(errors, []);
-  await using a = await peer(s.url, { name: "after" });
-  await using b = await peer(s.url, { name: "fuzz" });
-  const ch = newChannel();
-  await a.ok(`/join ${ch}`);
-  await b.ok(`/join ${ch}`);
-  await a.ok(`/pubmsg ${ch} still here`);
-  assert.equal((await b.event("pubmsg")).text, "still here");
-  await b.ok(`/privmsg ${a.id} and you`);
-  assert.equal((await a.event("privmsg")).text, "and you");
+  {
+    await using a = await peer(s.url, { name: "after" });
+    await using b = await peer(s.url, { name: "fuzz" });
+    const ch = newChannel();
+    await a.ok(`/join ${ch}`);
+    await b.ok(`/join ${ch}`);
+    await a.ok(`/pubmsg ${ch} still here`);
+    assert.equal((await b.event("pubmsg")).text, "still here");
+    await b.ok(`/privmsg ${a.id} and you`);
+    assert.equal((await a.event("privmsg")).text, "and you");
+  }
+  // It never crashed: still running now, it shuts down cleanly.
+  const exitCode = await s.stop();
+  assert.equal(exitCode, 0);
+
+  const report = Deno.env.get("FUZZ_REPORT");
+  if (!report) return;
+  const { sent, dropped, replies, events, connections } = tally;
+  const figures: FuzzFigures = {
+    runtime: rt,
+    seed: SEED,
+    frames: FRAMES,
+    sent,
+    dropped,
+    replies,
+    events,
+    connections,
+    closes: Object.fromEntries(tally.closes),
+    errorLogs: errors.length,
+    exitCode,
+    ms,
+  };
+  await Deno.writeTextFile(report, JSON.stringify(figures) + "\n", { append: true });
 });
