@@ -55,8 +55,8 @@ function loadgenArgs(
     String(o.size),
   ];
   if (t.path !== undefined) a.push("--path", t.path);
-  // More nodes: receivers spread over them (in relay, over the nodes other than the
-  // senders' first), CPU of every node.
+  // More nodes: the receivers spread over them (in relay over every node but the senders'
+  // first one); server CPU is every node's.
   for (const [i, node] of others.entries()) {
     a.push(`--port${i + 2}`, String(node.port), `--pid${i + 2}`, String(node.pid));
   }
