@@ -116,16 +116,25 @@ function suite(env: RedisTestEnv, where: string): void {
         order.splice(0, order.length, ...seen.map((m) => m.text ?? m.type));
         if (order.length < want.length) await delay(20);
       }
+      // Each stream keeps command order; an event outside the streams (away) comes after
+      // every message sent before its command. (It travels on another Redis connection than
+      // the messages after it, so those may overtake it.)
+      const only = (keep: string[]) => (t: string) => keep.includes(t);
+      const inbox = only(["psst", "psst again"]);
+      const stream = only(["one", "two", "three", "four", "quit"]);
+      assert.deepEqual(order.filter(inbox), want.filter(inbox), "the inbox in command order");
+      assert.deepEqual(order.filter(stream), want.filter(stream), "the channel in command order");
       if (where === "one Redis") {
-        assert.deepEqual(order, want, "far sees everything in command order");
+        // One Redis runs every script in the order the node sent them: one order for all.
+        const messages = (t: string) => t !== "away";
+        assert.deepEqual(order.filter(messages), want.filter(messages));
+        assert.ok(
+          order.indexOf("away") > order.indexOf("three"),
+          "away after the messages before it",
+        );
       } else {
         // A channel's stream, an inbox and node-wide events (away) may be on different
         // masters of a Redis Cluster: only each one's own order is promised there.
-        const only = (keep: string[]) => (t: string) => keep.includes(t);
-        const inbox = only(["psst", "psst again"]);
-        const stream = only(["one", "two", "three", "four", "quit"]);
-        assert.deepEqual(order.filter(inbox), want.filter(inbox));
-        assert.deepEqual(order.filter(stream), want.filter(stream));
         assert.ok(order.includes("away"));
       }
       await delay(QUIET);
