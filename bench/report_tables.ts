@@ -230,7 +230,10 @@ export function redisTables(t: Tables): string[] {
     "second, so half the deliveries cross nodes through Redis pub/sub; in relay every sender is " +
     "on the first node and its receiver on the second, so every message crosses. Server CPU-s " +
     "is both nodes' together. The ratios compare with the same runtime in memory mode " +
-    "(deliveries/s, and deliveries per server CPU-second in brackets).",
+    "(deliveries/s, and deliveries per server CPU-second in brackets). With message streams " +
+    "(the default) each `/pubmsg` and `/privmsg` is one Lua script that numbers, stores and " +
+    "publishes it; a sender's window of messages goes to Redis back to back (pipelined), so a " +
+    "window costs about one round trip, not one per message.",
     "",
     ...head([
       "server",
