@@ -242,8 +242,9 @@ const WHY: Record<string, string> = {
   "Deno Redis fan-out ≥ 0.5": "see the fan-out on Redis with message streams above.",
   "Bun Redis relay ≥ 0.5 × memory mode":
     "relay has one message per delivery, so the per-message cost of Redis mode is not shared by " +
-    "200 receivers as in fan-out: one script (8 Redis calls: the peer, the inbox's epoch and seq, its list, " +
-    "trim, two expiries and the publish; about 15–30 µs of Redis CPU on this machine) and the " +
+    "200 receivers as in fan-out: one script (8 Redis calls: the peer, the inbox's epoch and " +
+    "seq, its list, trim, two expiries and the publish; about 15–30 µs of Redis CPU on this " +
+    "machine) and the " +
     "ioredis work on both connections, against ~4 µs of JS per relay in memory mode. Pipelining " +
     "made it 2–3× faster, not the 5× more it needs.",
   "Deno Redis relay ≥ 0.5 × memory mode": "as on Bun; profiled (`deno run --cpu-prof`), GC " +
