@@ -458,3 +458,24 @@ Deno.test("hub: messages in flight and frames waiting are bounded together", asy
   a.c.session.text(`/pubmsg ${ch} over`);
   assert.equal(a.c.closedWith?.[0], 4003);
 });
+
+Deno.test("hub: a takeover while messages are in flight: each is delivered once, the old socket gets no reply", async () => {
+  const { store, gates } = gatedStore();
+  await using t = setup({ store, rate: 0 });
+  const a = await t.peer("a");
+  const b = await t.peer("b");
+  const ch = newChannelId();
+  for (const p of [a, b]) await t.say(p.c, `/join ${ch}`);
+  a.c.frames = [];
+  for (const text of ["one", "two"]) a.c.session.text(`/pubmsg ${ch} ${text}`);
+  await tick();
+  const a2 = t.open();
+  await t.say(a2, `/descp {"id":"${a.id}","name":"a","resume":"${a.resume}"}`);
+  assert.equal(a2.replies()[0].type, "ok");
+  assert.equal(a.c.closedWith?.[0], 4002);
+  gates.forEach((g) => g.open());
+  await t.say(b.c);
+  for (let i = 0; i < 10; i++) await tick();
+  assert.equal(a.c.replies().length, 0);
+  assert.deepEqual(b.c.events("pubmsg").map((e) => e.text), ["one", "two"]);
+});
