@@ -13,6 +13,7 @@
  * whose keys are deleted after the phase; nothing else in that Redis is touched.
  *
  * Flags:
+ *   --help             print these flags and exit
  *   --quick            ~1 minute: short phases, 2 000 idle connections, one repetition,
  *                      report to bench/.build/RESULTS.quick.md unless --out is given
  *   --only a,b         targets: signaller-bun, signaller-deno, signaller-bun-redis,
@@ -183,7 +184,15 @@ async function render(json: string, out: string): Promise<void> {
   console.log(`${summary}\n\nwrote ${out} from ${json}`);
 }
 
+/** The flags, as this module's doc lists them (one place to keep them). */
+async function usage(): Promise<string> {
+  const doc = await Deno.readTextFile(new URL(import.meta.url));
+  const flags = doc.slice(doc.indexOf(" * Flags:"), doc.indexOf(" * The parts, by concern"));
+  return "deno task bench [flags]\n" + flags.replace(/^ \*( |$)/gm, "").trimEnd();
+}
+
 async function main() {
+  if (Deno.args.includes("--help") || Deno.args.includes("-h")) return console.log(await usage());
   const started = performance.now();
   const o = parseOptions(Deno.args);
   const renderFrom = Deno.args.indexOf("--render");
