@@ -278,7 +278,10 @@ export function redisTables(t: Tables): string[] {
     "Signaller started with `--redis redis://127.0.0.1:6379` and a fresh `--redis-prefix` per " +
     "phase, under the same loads as above. **One node**: one server, all connections on it. " +
     `${TWO_NODES} ${THREE_NODES} The ratios compare with the same runtime in memory mode ` +
-    "(deliveries/s, and deliveries per server CPU-second in brackets).",
+    "(deliveries/s, and deliveries per server CPU-second in brackets). With message streams " +
+    "(the default) each `/pubmsg` and `/privmsg` is one Lua script that numbers, stores and " +
+    "publishes it; a sender's window of messages goes to Redis back to back (pipelined), so a " +
+    "window costs about one round trip, not one per message.",
     "",
     ...head([...REDIS_HEAD, "vs memory mode", "notes"]),
     ...redisRows(t, (target, phase) => [

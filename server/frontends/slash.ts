@@ -28,19 +28,27 @@ export const slash: Frontend = {
   open: (hub, conn) => new SlashSocket(hub, conn),
 };
 
+/** A reply to send: its JSON, and how to close the socket after it, if so. */
+type Answer = string | { text: string; close: { code: number; reason: string } };
+
 /** One socket speaking the slash protocol. */
 class SlashSocket implements SocketHandler {
   readonly #hub: Hub;
   readonly #s: Session;
-  /** Frames in arrival order; a command that awaits the store holds back the rest. */
+  /**
+   * Frames in arrival order; a command that awaits the store holds back the
+   * rest, but those the hub pipelines go back to back (their replies in order).
+   */
   readonly #frames: Ordered<string | null>;
-  /** Close after the current reply is sent. */
-  #closeAfterReply?: { code: number; reason: string };
 
   constructor(hub: Hub, conn: Connection) {
     this.#hub = hub;
     this.#s = hub.open(conn, { frontend: "slash" });
-    this.#frames = new Ordered((frame) => this.#run(frame), MAX_QUEUED_FRAMES);
+    this.#frames = new Ordered(
+      (frame, after) => this.#run(frame, after),
+      MAX_QUEUED_FRAMES,
+      (frame) => frame !== null && hub.pipelines(commandName(frame)),
+    );
   }
 
   text(frame: string): void {
@@ -63,12 +71,20 @@ class SlashSocket implements SocketHandler {
   }
 
   /**
-   * Runs one frame to its reply. Returns a promise only when the command had
-   * to wait (for the store); the frames behind it wait too.
+   * Runs one frame to its reply, sent at once or, with `after`, once it has
+   * settled. Returns a promise only when the reply had to wait.
    */
-  #run(frame: string | null): Promise<void> | undefined {
+  #run(frame: string | null, after?: Promise<void>): Promise<void> | undefined {
+    if (this.#s.gone) return;
+    const answer = this.#answer(frame);
+    if (after !== undefined) return after.then(() => answer).then((a) => this.#send(a));
+    if (answer instanceof Promise) return answer.then((a) => this.#send(a));
+    this.#send(answer);
+  }
+
+  /** The reply to one frame: at once, or once the command's store call answered. */
+  #answer(frame: string | null): Answer | Promise<Answer> {
     const s = this.#s, hub = this.#hub;
-    if (s.gone) return;
     if (frame === null) {
       return this.#error(null, Codes.ERR_UNKNOWNCOMMAND, "Binary frames are not commands");
     }
@@ -86,58 +102,68 @@ class SlashSocket implements SocketHandler {
     const c = parsed.command;
     hub.metrics.countIn("slash", c.cmd);
     if (s.id === null && c.cmd !== "descp") {
-      this.#closeAfterReply = { code: CloseCodes.NOT_DESCRIBED, reason: "descp must come first" };
-      return this.#error(c.cmd, Codes.ERR_NOTREGISTERED, "Describe yourself with /descp first");
+      return closing(
+        this.#error(c.cmd, Codes.ERR_NOTREGISTERED, "Describe yourself with /descp first"),
+        { code: CloseCodes.NOT_DESCRIBED, reason: "descp must come first" },
+      );
     }
     const { wait, flood } = hub.limit(s, c.cmd);
     if (wait > 0) {
-      if (flood) this.#closeAfterReply = { code: CloseCodes.FLOOD, reason: "flood" };
-      return this.#error(c.cmd, Codes.RPL_TRYAGAIN, `Rate limited: retry in ${wait} ms`, wait);
+      const error = this.#error(
+        c.cmd,
+        Codes.RPL_TRYAGAIN,
+        `Rate limited: retry in ${wait} ms`,
+        wait,
+      );
+      return flood ? closing(error, { code: CloseCodes.FLOOD, reason: "flood" }) : error;
     }
     let out: unknown;
     try {
       const handler = hub.commands[c.cmd] as (s: Session, c: Command) => unknown;
       out = handler(s, c);
     } catch (e) {
-      this.#fail(c.cmd, e);
-      return;
+      return this.#fail(c.cmd, e);
     }
     if (out instanceof Promise) {
       return out.then((data) => this.#ok(c.cmd, data), (e) => this.#fail(c.cmd, e));
     }
-    this.#ok(c.cmd, out);
+    return this.#ok(c.cmd, out);
   }
 
-  #ok(cmd: CommandName, data: unknown): void {
+  #ok(cmd: CommandName, data: unknown): string {
     const reply: OkReply = { type: "ok", cmd, data };
-    this.#reply(JSON.stringify(reply));
+    return JSON.stringify(reply);
   }
 
-  #error(cmd: string | null, code: Code, message: string, retryAfterMs?: number): undefined {
+  #error(cmd: string | null, code: Code, message: string, retryAfterMs?: number): string {
     this.#hub.metrics.count(this.#hub.metrics.errors, code);
     const reply: ErrorReply = { type: "error", cmd, code, error: codeName(code), message };
     if (retryAfterMs !== undefined) reply.retryAfterMs = retryAfterMs;
-    this.#reply(JSON.stringify(reply));
-    return undefined;
+    return JSON.stringify(reply);
   }
 
   /** A handler threw: a refusal is its error reply, anything else a 503 and a log line. */
-  #fail(cmd: CommandName, e: unknown): void {
+  #fail(cmd: CommandName, e: unknown): Answer {
     if (e instanceof Refusal) {
-      if (e.close !== undefined) this.#closeAfterReply = e.close;
-      return void this.#error(cmd, e.code, e.message, e.retryAfterMs);
+      const error = this.#error(cmd, e.code, e.message, e.retryAfterMs);
+      return e.close === undefined ? error : closing(error, e.close);
     }
     this.#hub.unexpected("command", e, { cmd, peer: this.#s.id });
-    this.#error(
+    return this.#error(
       cmd,
       Codes.ERR_UNAVAILABLE,
       "The server could not complete this command; try again",
     );
   }
 
-  #reply(text: string): void {
-    this.#hub.reply(this.#s, text);
-    const close = this.#closeAfterReply;
-    if (close !== undefined) this.#hub.drop(this.#s, close.code, close.reason);
+  #send(a: Answer): void {
+    if (typeof a === "string") return this.#hub.reply(this.#s, a);
+    this.#hub.reply(this.#s, a.text);
+    this.#hub.drop(this.#s, a.close.code, a.close.reason);
   }
+}
+
+/** A reply after which the socket is closed. */
+function closing(text: string, close: { code: number; reason: string }): Answer {
+  return { text, close };
 }

@@ -236,6 +236,19 @@ export class Hub {
     return wait === 0 ? NO_WAIT : { wait, flood: s.rate.rejected(now) };
   }
 
+  /**
+   * Whether a command `cmd` of a session may start before the ones ahead of
+   * it have answered (its reply still sent after theirs): with message
+   * streams, `/pubmsg` and `/privmsg`, whose only wait is one stream append
+   * made as the command starts, on a store connection that answers in the
+   * order it is asked (Redis keeps one connection's commands in order), so a
+   * session's appends and their deliveries keep its command order. Every
+   * other command waits for the ones ahead of it, and sees the state they left.
+   */
+  pipelines(cmd: CommandName | null): boolean {
+    return (cmd === "pubmsg" || cmd === "privmsg") && this.#ctx.store.history > 0;
+  }
+
   /** Hands channel fan-out to the runtime (called by its adapter before serving). */
   useFanout(fanout: Fanout): void {
     this.#ctx.delivery.useFanout(fanout);

@@ -169,29 +169,49 @@ export class Session {
 /**
  * Runs items one at a time in arrival order: an item whose handler returns a
  * promise holds back the ones behind it until it settles, fulfilled or not.
+ *
+ * Items that `overlaps` accepts may run back to back instead: while such an
+ * item is pending, the next one starts if `overlaps` accepts it too, and its
+ * handler is given `after`, a promise that settles once every pending item
+ * before it has — it must send its result only then (so results leave in
+ * arrival order) and return a promise that settles no earlier. Any other
+ * item waits until every pending item before it has settled.
  */
 export class Ordered<T> {
-  readonly #run: (item: T) => Promise<void> | undefined;
+  readonly #run: (item: T, after?: Promise<void>) => Promise<void> | undefined;
   readonly #max: number;
+  readonly #overlaps?: (item: T) => boolean;
   /** Items waiting (allocated when first needed). */
   #queue?: T[];
+  /** An item that does not overlap is pending. */
   #busy = false;
+  /** Overlapping items pending, and what settles once the last of them has. */
+  #open = 0;
+  #tail?: Promise<void>;
 
-  /** `run` handles one item; at most `max` items wait behind a busy one. */
-  constructor(run: (item: T) => Promise<void> | undefined, max: number) {
+  /**
+   * `run` handles one item; at most `max` items are held (pending or waiting)
+   * behind the first pending one.
+   */
+  constructor(
+    run: (item: T, after?: Promise<void>) => Promise<void> | undefined,
+    max: number,
+    overlaps?: (item: T) => boolean,
+  ) {
     this.#run = run;
     this.#max = max;
+    this.#overlaps = overlaps;
   }
 
-  /** Runs or queues `item`; false when the queue is full (nothing is queued). */
+  /** Runs or queues `item`; false when too many are held (nothing is queued). */
   push(item: T): boolean {
-    if (!this.#busy) {
+    const waiting = this.#queue?.length ?? 0;
+    if (waiting === 0 && !this.#busy && this.#ready(item)) {
       this.#step(item);
       return true;
     }
-    this.#queue ??= [];
-    if (this.#queue.length >= this.#max) return false;
-    this.#queue.push(item);
+    if (waiting + this.#open + (this.#busy ? 1 : 0) > this.#max) return false;
+    (this.#queue ??= []).push(item);
     return true;
   }
 
@@ -201,16 +221,41 @@ export class Ordered<T> {
   }
 
   #step(item: T): void {
-    const pending = this.#run(item);
+    const after = this.#open > 0 ? this.#tail : undefined;
+    const pending = this.#run(item, after);
     if (pending === undefined) return;
-    this.#busy = true;
-    const next = () => {
-      this.#busy = false;
-      while (!this.#busy && this.#queue !== undefined && this.#queue.length > 0) {
-        this.#step(this.#queue.shift()!);
-      }
-    };
     // A rejected handler must not leave the queue busy for good.
-    pending.then(next, next);
+    if (after === undefined && this.#overlaps?.(item) !== true) {
+      this.#busy = true;
+      const next = () => {
+        this.#busy = false;
+        this.#drain();
+      };
+      pending.then(next, next);
+      return;
+    }
+    this.#open++;
+    const settled = () => {
+      if (--this.#open > 0) return;
+      this.#tail = undefined;
+      this.#drain();
+    };
+    this.#tail = pending.then(settled, settled);
+  }
+
+  /**
+   * Whether `item` may start now that nothing busy is ahead of it: no
+   * overlapping item is pending, or it overlaps too and the bound allows it.
+   */
+  #ready(item: T): boolean {
+    return this.#open === 0 || (this.#open <= this.#max && this.#overlaps!(item));
+  }
+
+  /** Runs what waited, in order, as far as it may. */
+  #drain(): void {
+    const q = this.#queue;
+    while (q !== undefined && q.length > 0 && !this.#busy && this.#ready(q[0])) {
+      this.#step(q.shift()!);
+    }
   }
 }

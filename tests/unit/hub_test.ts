@@ -326,3 +326,156 @@ Deno.test("hub: a store call that throws gets 503, is counted, and the session k
   assert.equal(t.hub.metrics.unexpected.get("command"), 1);
   assert.match(t.hub.metrics.render(), /signaller_unexpected_errors_total\{where="command"\} 1/);
 });
+
+/**
+ * A memory store with message streams whose appends answer only when their
+ * gate is opened (or failed), as a store across the network answers later;
+ * `calls` lists the store calls in the order they were made.
+ */
+function gatedStore() {
+  const store: Store = new MemoryStore({ ...limits, history: 100 });
+  const calls: string[] = [];
+  const gates: { open(): void; fail(): void }[] = [];
+  const publish = store.publish.bind(store);
+  store.publish = (channel: string, head: string, except: string) => {
+    calls.push(JSON.parse(head + "}").text);
+    const { promise, resolve, reject } = Promise.withResolvers<void>();
+    gates.push({ open: resolve, fail: () => reject(new Error("injected store failure")) });
+    return promise.then(() => publish(channel, head, except));
+  };
+  const setAway = store.setAway.bind(store);
+  store.setAway = (...args: Parameters<Store["setAway"]>) => {
+    calls.push("away");
+    return setAway(...args);
+  };
+  return { store, calls, gates };
+}
+
+Deno.test("hub: a burst of /pubmsg goes to the store back to back; replies stay in command order", async () => {
+  const { store, calls, gates } = gatedStore();
+  await using t = setup({ store, rate: 0 });
+  const a = await t.peer("a");
+  const b = await t.peer("b");
+  const [ch1, ch2] = [newChannelId(), newChannelId()];
+  for (const p of [a, b]) await t.say(p.c, `/join ${ch1}`, `/join ${ch2}`);
+  a.c.frames = [];
+  for (const [ch, text] of [[ch1, "one"], [ch2, "two"], [ch1, "three"]]) {
+    a.c.session.text(`/pubmsg ${ch} ${text}`);
+  }
+  await tick();
+  assert.deepEqual(calls, ["one", "two", "three"], "each is issued before any answered");
+  // Streams of different channels may answer out of order (a Redis Cluster).
+  gates[1].open();
+  await tick();
+  assert.equal(a.c.replies().length, 0, "the second reply waits for the first");
+  gates[0].open();
+  gates[2].open();
+  await t.say(a.c);
+  const replies = a.c.replies();
+  assert.deepEqual(replies.map((r) => r.type), ["ok", "ok", "ok"]);
+  assert.deepEqual(replies.map((r) => (r.data as { seq: number }).seq), [1, 1, 2]);
+  assert.deepEqual(b.c.events("pubmsg").map((e) => e.text), ["two", "one", "three"]);
+});
+
+Deno.test("hub: a command after pipelined messages starts once they answered, and sees them delivered", async () => {
+  const { store, calls, gates } = gatedStore();
+  await using t = setup({ store, rate: 0 });
+  const a = await t.peer("a");
+  const b = await t.peer("b");
+  const ch = newChannelId();
+  for (const p of [a, b]) await t.say(p.c, `/join ${ch}`);
+  a.c.frames = [];
+  b.c.frames = [];
+  for (
+    const f of [`/pubmsg ${ch} one`, `/pubmsg ${ch} two`, "/away lunch", `/pubmsg ${ch} three`]
+  ) {
+    a.c.session.text(f);
+  }
+  await tick();
+  assert.deepEqual(calls, ["one", "two"], "/away waits for the messages before it");
+  gates[0].open();
+  await tick();
+  assert.deepEqual(calls, ["one", "two"]);
+  gates[1].open();
+  for (let i = 0; i < 10 && gates.length < 3; i++) await tick();
+  assert.deepEqual(calls, ["one", "two", "away", "three"]);
+  gates[2].open();
+  await t.say(a.c);
+  assert.deepEqual(a.c.replies().map((r) => r.cmd), ["pubmsg", "pubmsg", "away", "pubmsg"]);
+  const seen = b.c.messages.map((m) => m.type === "pubmsg" ? m.text : m.type);
+  assert.deepEqual(seen, ["one", "two", "away", "three"]);
+});
+
+Deno.test("hub: a store failure inside a pipelined burst fails its own command only", async () => {
+  const { store, gates } = gatedStore();
+  await using t = setup({ store, rate: 0 });
+  const a = await t.peer("a");
+  const b = await t.peer("b");
+  const ch = newChannelId();
+  for (const p of [a, b]) await t.say(p.c, `/join ${ch}`);
+  a.c.frames = [];
+  for (const text of ["one", "two", "three"]) a.c.session.text(`/pubmsg ${ch} ${text}`);
+  await tick();
+  gates[0].open();
+  gates[1].fail();
+  gates[2].open();
+  await t.say(a.c);
+  const r = a.c.replies();
+  assert.deepEqual(r.map((x) => x.type), ["ok", "error", "ok"]);
+  assert.equal(r[1].code, Codes.ERR_UNAVAILABLE);
+  assert.deepEqual(r.map((x) => x.cmd), ["pubmsg", "pubmsg", "pubmsg"]);
+  assert.deepEqual(b.c.events("pubmsg").map((e) => [e.text, e.seq]), [["one", 1], ["three", 2]]);
+  assert.equal(t.hub.metrics.unexpected.get("command"), 1);
+});
+
+Deno.test("hub: a session closed with messages in flight: they are delivered, nothing is sent to it", async () => {
+  const { store, gates } = gatedStore();
+  await using t = setup({ store, rate: 0 });
+  const a = await t.peer("a");
+  const b = await t.peer("b");
+  const ch = newChannelId();
+  for (const p of [a, b]) await t.say(p.c, `/join ${ch}`);
+  a.c.frames = [];
+  for (const text of ["one", "two"]) a.c.session.text(`/pubmsg ${ch} ${text}`);
+  a.c.session.text("/away");
+  await tick();
+  a.c.session.closed();
+  gates.forEach((g) => g.open());
+  await t.say(b.c);
+  for (let i = 0; i < 10; i++) await tick();
+  assert.equal(a.c.frames.length, 0);
+  assert.deepEqual(b.c.events("pubmsg").map((e) => e.text), ["one", "two"]);
+});
+
+Deno.test("hub: messages in flight and frames waiting are bounded together", async () => {
+  const { store } = gatedStore();
+  await using t = setup({ store, rate: 0 });
+  const a = await t.peer("a");
+  const ch = newChannelId();
+  await t.say(a.c, `/join ${ch}`);
+  for (let i = 0; i <= MAX_QUEUE; i++) a.c.session.text(`/pubmsg ${ch} ${i}`);
+  assert.equal(a.c.closedWith, undefined, "a burst of the bound is held");
+  a.c.session.text(`/pubmsg ${ch} over`);
+  assert.equal(a.c.closedWith?.[0], 4003);
+});
+
+Deno.test("hub: a takeover while messages are in flight: each is delivered once, the old socket gets no reply", async () => {
+  const { store, gates } = gatedStore();
+  await using t = setup({ store, rate: 0 });
+  const a = await t.peer("a");
+  const b = await t.peer("b");
+  const ch = newChannelId();
+  for (const p of [a, b]) await t.say(p.c, `/join ${ch}`);
+  a.c.frames = [];
+  for (const text of ["one", "two"]) a.c.session.text(`/pubmsg ${ch} ${text}`);
+  await tick();
+  const a2 = t.open();
+  await t.say(a2, `/descp {"id":"${a.id}","name":"a","resume":"${a.resume}"}`);
+  assert.equal(a2.replies()[0].type, "ok");
+  assert.equal(a.c.closedWith?.[0], 4002);
+  gates.forEach((g) => g.open());
+  await t.say(b.c);
+  for (let i = 0; i < 10; i++) await tick();
+  assert.equal(a.c.replies().length, 0);
+  assert.deepEqual(b.c.events("pubmsg").map((e) => e.text), ["one", "two"]);
+});
