@@ -111,6 +111,17 @@ export interface RedisStoreOptions {
   log?: Logger;
 }
 
+/** `/pubmsg`s of one channel sent to Redis in one script call at most. */
+const APPEND_BATCH = 256;
+
+/** A `/pubmsg` waiting for its turn's script call. */
+interface Append {
+  head: string;
+  except: string;
+  resolve(a: Appended): void;
+  reject(e: unknown): void;
+}
+
 /** Peers expired by one `expirePeers` call at most; the rest wait for the next call. */
 const EXPIRE_BATCH = 500;
 /** How long `ping` waits for an answer, ms. */
@@ -136,6 +147,12 @@ export class RedisStore implements Store {
   #onLost?: () => HeldPeer[] | Promise<HeldPeer[]>;
   #onDisowned?: (sessions: string[]) => void;
   #log: Logger;
+  /** `/pubmsg` appends to one channel not yet sent (see {@linkcode publish}). */
+  #appends?: { channel: string; sent: Append[] };
+  /** Whether the end of this turn sends them. */
+  #appendsDue = false;
+  /** Runs a script without sending the appends first. */
+  #runAppend: RunScript;
   /** Redis' generation as this node last saw it; a change means Redis lost its state. */
   #generation?: string;
   /** Redis lost its state and this node has not yet written its peers back. */
@@ -159,11 +176,17 @@ export class RedisStore implements Store {
     this.#deadMs = options.deadMs ?? DEFAULTS.deadMs;
     this.#now = options.now ?? Date.now;
     this.#redis = connectRedis(target, { log: options.log, role: "store" });
-    this.#run = defineScripts(this.#redis, {
+    const run = defineScripts(this.#redis, {
       prefix,
       retentionMs: options.limits.retentionMs,
       sharded: isCluster(target),
     });
+    // Every script leaves after the appends made before it: calls reach Redis in call order.
+    this.#run = ((name, ...args) => {
+      this.#sendAppends();
+      return run(name, ...args);
+    }) as RunScript;
+    this.#runAppend = run;
     this.#onDeclaredDead = options.onDeclaredDead;
     this.#onLost = options.onLost;
     this.#onDisowned = options.onDisowned;
@@ -284,15 +307,54 @@ export class RedisStore implements Store {
     return `${this.#salt}.${++this.#calls}`;
   }
 
+  /**
+   * Queues the append for the end of this turn: consecutive messages to one
+   * channel (a sender's window, several senders' danmaku) go to Redis as one
+   * script call. Any other script call sends them first, so the store's calls
+   * reach Redis in the order they were made.
+   */
   publish(channel: string, head: string, except: string): Promise<Appended> {
-    return this.#run(
+    const { promise, resolve, reject } = Promise.withResolvers<Appended>();
+    const a = { head, except, resolve, reject };
+    const batch = this.#appends;
+    if (batch?.channel === channel && batch.sent.length < APPEND_BATCH) batch.sent.push(a);
+    else {
+      this.#sendAppends();
+      this.#appends = { channel, sent: [a] };
+      if (!this.#appendsDue) {
+        this.#appendsDue = true;
+        setImmediate(() => {
+          this.#appendsDue = false;
+          this.#sendAppends();
+        });
+      }
+    }
+    return promise;
+  }
+
+  #sendAppends(): void {
+    const batch = this.#appends;
+    if (batch === undefined) return;
+    this.#appends = undefined;
+    const args: string[] = [];
+    for (const a of batch.sent) args.push(a.head, a.except);
+    const sent = batch.sent;
+    this.#runAppend(
       "publish",
-      channel,
-      head,
-      except,
+      batch.channel,
       this.history,
       this.#historyTtlMs,
       this.#nonce(),
+      ...args,
+    ).then(
+      (first) => {
+        for (let i = 0; i < sent.length; i++) {
+          sent[i].resolve({ seq: first + i, text: `${sent[i].head},"seq":${first + i}}` });
+        }
+      },
+      (e) => {
+        for (const a of sent) a.reject(e);
+      },
     );
   }
 

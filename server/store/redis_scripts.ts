@@ -103,7 +103,7 @@
  */
 import { type Code, Codes } from "../../protocol/mod.ts";
 import type { RedisClient } from "../redis_conn.ts";
-import type { Appended, ChannelView, Fail, Joined, Position, Routed } from "./store.ts";
+import type { ChannelView, Fail, Joined, Position, Routed } from "./store.ts";
 
 /** Every key name: `#` stands for the builder's argument. */
 export const KEY_SCHEMA = {
@@ -597,12 +597,6 @@ export interface ChannelOf {
 function decodeChannelOf(r: Reply): ChannelOf {
   const [member, keyed, total] = list(r);
   return { member: member === 1, keyed: keyed === 1, total: Number(total) };
-}
-
-/** `{seq, text}`. */
-function decodeAppended(r: Reply): Appended {
-  const [seq, text] = list(r);
-  return { seq: Number(seq), text: String(text) };
 }
 
 /** `{seq, text, online, away, message}`, or null when the peer is unknown. */
@@ -1239,22 +1233,35 @@ return 0
   ),
 
   /**
-   * Appends a `/pubmsg` to the channel's stream and publishes it to `c:<channel>`
-   * for every node, in one step: seq order is delivery order on every node.
+   * Appends `/pubmsg`s (each a head and its sender, in order) to the channel's
+   * stream and publishes each to `c:<channel>` for every node, in one step: seq
+   * order is delivery order on every node. Returns the first one's seq; the
+   * others follow it one by one.
    */
   publish: script<
-    [channel: string, head: string, except: string, history: number, ttlMs: number, nonce: string],
-    Appended
+    [channel: string, history: number, ttlMs: number, nonce: string, ...sent: string[]],
+    number
   >(
     byChannel,
     `
-local c, head, except, history, ttl, nonce = unpack(ARGV, 4)
+local c, history, ttl, nonce = unpack(ARGV, 4, 7)
 local name = 'c:' .. c
-local seq, text = append(name, head, tonumber(history), tonumber(ttl), nonce)
-deliver(name, 'pubmsg', seq, text, except)
-return { seq, text }
+streamOpen(name, tonumber(ttl), nonce)
+local sk, log = streamKeys(name)
+local n = (#ARGV - 7) / 2
+local first = redis.call('HINCRBY', sk, 'seq', n) - n + 1
+local texts = {}
+for i = 1, n do
+  texts[i] = ARGV[6 + 2 * i] .. ',"seq":' .. (first + i - 1) .. '}'
+end
+redis.call('RPUSH', log, unpack(texts))
+redis.call('LTRIM', log, -tonumber(history), -1)
+redis.call('PEXPIRE', sk, ttl)
+redis.call('PEXPIRE', log, ttl)
+for i = 1, n do deliver(name, 'pubmsg', first + i - 1, texts[i], ARGV[7 + 2 * i]) end
+return first
 `,
-    decodeAppended,
+    decodeNumber,
   ),
 
   /** One channel, or null. */
