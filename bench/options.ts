@@ -20,6 +20,10 @@ export interface BenchOptions {
   window: number;
   size: number;
   rate: number;
+  /** The many-senders phase: channel members who only read, senders, each sender's msg/s. */
+  viewers: number;
+  senders: number;
+  senderRate: number;
   pin: boolean;
   spin: boolean;
   out: string;
@@ -34,7 +38,10 @@ type Numeric =
   | "pairs"
   | "window"
   | "size"
-  | "rate";
+  | "rate"
+  | "viewers"
+  | "senders"
+  | "senderRate";
 
 /** Flags that take a positive number: the option, and whether it is rounded to an integer. */
 const NUMERIC: Record<string, [Numeric, boolean]> = {
@@ -47,6 +54,9 @@ const NUMERIC: Record<string, [Numeric, boolean]> = {
   "--window": ["window", true],
   "--size": ["size", true],
   "--rate": ["rate", true],
+  "--viewers": ["viewers", true],
+  "--senders": ["senders", true],
+  "--sender-rate": ["senderRate", true],
 };
 
 /** Parses the command line (see the module doc of `run.ts`). */
@@ -65,6 +75,9 @@ export function parseOptions(args: string[]): BenchOptions {
     window: 32,
     size: 60,
     rate: 1000,
+    viewers: 1000,
+    senders: 50,
+    senderRate: 2,
     pin: !args.includes("--no-pin"),
     spin: !args.includes("--no-spin"),
     out: quick ? `${BUILD}/RESULTS.quick.md` : `${BENCH}/RESULTS.md`,

@@ -60,6 +60,21 @@ function loadgenArgs(
   if (t.redis && redisPid() > 0) a.push("--aux-pid", String(redisPid()));
   if (phase === "idle") {
     a.push("--conns", String(o.conns), "--settle", o.quick ? "1" : "3");
+  } else if (phase === "senders") {
+    a.push(
+      "--n",
+      String(o.viewers),
+      "--senders",
+      String(o.senders),
+      "--rate",
+      String(o.senderRate),
+      "--warmup",
+      String(o.warmup),
+      "--duration",
+      String(o.duration),
+      "--drain",
+      "5",
+    );
   } else {
     a.push(
       "--n",

@@ -20,12 +20,15 @@
  *                      signaller-bun-peerjs, signaller-deno-peerjs, signaller-bun-y-webrtc,
  *                      signaller-deno-y-webrtc, signaller-bun-nostreams, signaller-deno-nostreams,
  *                      floor-bun, floor-deno, y-webrtc, peerjs
- *   --phases a,b       phases: fanout, latency, relay, idle
+ *   --phases a,b       phases: fanout, latency, relay, idle, senders
  *   --duration S       measured seconds per throughput phase (default 5; quick 1)
  *   --warmup S         warm-up seconds before measuring (default 1; quick 0.3)
  *   --reps N           repetitions of fanout/latency/relay, best kept (default 3; quick 1)
  *   --conns K          idle connections (default 20 000, capped by the open-files limit)
  *   --receivers N --pairs P --window W --size B --rate R
+ *   --viewers V --senders S --sender-rate R
+ *                      the senders phase: S senders at R msg/s each into V viewers
+ *                      (default 50 at 2 msg/s into 1 000)
  *   --no-pin           do not pin server to CPU 0 and generator to CPU 1
  *   --no-spin          no idle-priority spinners keeping both CPUs awake (see below)
  *   --out FILE         where to write the report (raw numbers: bench/.build/<name>.json)
@@ -252,6 +255,9 @@ async function main() {
       window: o.window,
       size: o.size,
       rate: o.rate,
+      viewers: o.viewers,
+      senders: o.senders,
+      sender_rate: o.senderRate,
       warmup_s: o.warmup,
       duration_s: o.duration,
       reps: o.reps,
