@@ -10,7 +10,9 @@
  * So that every socket still gets its events in the order they were made,
  * everything waiting is flushed first whenever a socket that waits for such
  * an event is sent something directly, a socket joins or leaves a topic with
- * events waiting, or an event is published at once (translated).
+ * events waiting, an event of another channel came in between, or an event
+ * is published at once (translated). With one sender per turn that is one
+ * frame per turn; with many it is at worst one publish per event.
  */
 import { CloseCodes } from "../../protocol/mod.ts";
 import { flushAfter, flushBatches } from "../batch.ts";
