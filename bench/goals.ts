@@ -22,8 +22,8 @@ interface Goals {
   ywebrtc: number;
   /** Relay deliveries/s against peerjs-server. */
   peerjs: number;
-  /** p99 latency at 1 000 msg/s into 200 members, ms. */
-  p99Ms: number;
+  /** p99 latency at 1 000 msg/s into 200 members: at most the floor's p99 plus this, ms. */
+  p99SlackMs: number;
   /** Idle RSS per described connection, KiB. */
   idleKiB: number;
   /** PeerJS relay through Signaller's `/peerjs` against peerjs-server. */
@@ -34,10 +34,10 @@ interface Goals {
 
 const GOALS: Record<Runtime["name"], Goals> = {
   Bun: {
-    floor: 0.8,
+    floor: 1.5,
     ywebrtc: 20,
     peerjs: 10,
-    p99Ms: 2,
+    p99SlackMs: 0.2,
     idleKiB: 6,
     peerjsEndpoint: 5,
     ywebrtcEndpoint: 10,
@@ -47,7 +47,7 @@ const GOALS: Record<Runtime["name"], Goals> = {
     floor: 5,
     ywebrtc: 5,
     peerjs: 2,
-    p99Ms: 4,
+    p99SlackMs: 0.2,
     idleKiB: 24,
     peerjsEndpoint: 5,
     ywebrtcEndpoint: 10,
@@ -137,17 +137,29 @@ function checkRuntime(
     ratio(results.dps(`${s}-redis-2`, "relay"), results.dps(`${s}-redis`, "relay")),
     0.5,
   );
-  const lat = results.result(s, "latency");
-  const floorP99 = results.result(floor, "latency")?.lat_p99_us;
+  // The floor's p99 from the same run says how much of it the machine itself costs.
+  const p99 = (phase: "latency" | "senders") => {
+    const r = results.result(s, phase), f = results.result(floor, phase);
+    const measured = r?.lat_p99_us === undefined
+      ? "not measured"
+      : `${fmtMs(r.lat_p99_us)} ms${
+        f?.lat_p99_us === undefined ? "" : ` (${TARGET_LABELS[floor]}: ${fmtMs(f.lat_p99_us)} ms)`
+      }`;
+    return { r, f, measured };
+  };
+  const lat = p99("latency");
   out.push({
-    goal: `${name} p99 latency at 1 000 msg/s into 200 ≤ ${goals.p99Ms} ms`,
-    // The floor's p99 from the same run says how much of it the machine itself costs.
-    measured: lat?.lat_p99_us !== undefined
-      ? `${fmtMs(lat.lat_p99_us)} ms${
-        floorP99 === undefined ? "" : ` (${TARGET_LABELS[floor]}: ${fmtMs(floorP99)} ms)`
-      }`
-      : "not measured",
-    met: lat?.lat_p99_us !== undefined && lat.ok ? lat.lat_p99_us <= goals.p99Ms * 1000 : undefined,
+    goal: `${name} p99 latency at 1 000 msg/s into 200 ≤ floor's p99 + ${goals.p99SlackMs} ms`,
+    measured: lat.measured,
+    met: lat.r?.lat_p99_us !== undefined && lat.r.ok && lat.f?.lat_p99_us !== undefined
+      ? lat.r.lat_p99_us <= lat.f.lat_p99_us + goals.p99SlackMs * 1000
+      : undefined,
+  });
+  // Not worse than before: a comparison between two builds, which one run cannot make.
+  out.push({
+    goal: `${name} p99 latency with many senders (see its table): no worse than before batching`,
+    measured: p99("senders").measured,
+    met: undefined,
   });
   const idle = results.result(s, "idle");
   out.push({
@@ -195,15 +207,16 @@ const FILE_LIMIT = "the open-files hard limit here is 20 000 per process and can
  * `bun --cpu-prof-md`), and what would close the gap. Keyed by goal prefix.
  */
 const WHY: Record<string, string> = {
-  "Bun fan-out ≥ 0.8 × floor":
-    "each Signaller delivery is a protocol event of about 175 bytes (type, id, ts, from, channel, " +
-    "text) where the floor publishes the bare 60-byte text, so ~3× the bytes go through publish " +
-    "and the kernel; the floor itself publishing 175-byte messages drops to about 0.8× of its " +
-    "60-byte rate per CPU-second. The rest is the per-message work the floor does not do: parse, " +
-    "id, one JSON serialization and the `ok` reply (about 1.5 µs of JS per message, against " +
-    "~40 µs of publishing to 200 sockets). Batching a turn's danmaku into one publish per channel " +
-    "was tried and measured no gain on Bun (uWS already corks); closing the rest would need " +
-    "smaller events, which the protocol fixes.",
+  "Bun fan-out ≥ 1.5 × floor":
+    "a turn's danmaku leave as one publish (the events-per-frame column), but the floor gets as " +
+    "few writes: uWS writes what a loop iteration published to a socket in one `sendto`, so both " +
+    "make about 31 deliveries per system call at window 32 (counted with `strace -c`). What is " +
+    "left is bytes: each Signaller delivery is a protocol event of about 175 bytes (type, id, ts, " +
+    "from, channel, text) where the floor publishes the bare 60-byte text, ~3× the bytes through " +
+    "uWS's buffers and the kernel; measured per delivery on this machine, 185 ns of server CPU " +
+    "(58 user, 127 system) against the floor's 120 ns (30, 89), where one publish per event took " +
+    "233 ns (110, 123). Going past the floor would take fewer bytes per event, which the protocol " +
+    "fixes, or more events per write than the sender's window puts in a turn.",
   "Bun relay ≥ 10 × peerjs-server":
     "a relay costs about 1.4 µs of JS in the hub alone on Bun (parse, id, serialize event and " +
     "reply: measured with fake connections), plus Bun's receive path; peerjs-server is held to " +
@@ -212,7 +225,9 @@ const WHY: Record<string, string> = {
     "re-serializing it (a native fast path), not more tuning of the JS.",
   "Bun p99 latency":
     "at 1 000 msg/s into 200 members the floor's own p99 is 1.4–3 ms from run to run on this " +
-    "machine: the target sits inside the noise of a shared 2-core VM.",
+    "machine, and at this rate a turn seldom holds more than one message (the events-per-frame " +
+    "column), so batching saves little: each event still costs its parse, JSON and ~3× the " +
+    "floor's bytes, so the core is busier than the floor's (the busy column) and queues sooner.",
   "Deno p99 latency":
     "Deno has no native publish: each delivery is one `WebSocket.send` op (at this rate about " +
     "1.3 events per frame), so the core is ~100 % busy at 200 k deliveries/s and queues; the " +

@@ -19,6 +19,9 @@
  *            at most --window messages un-acked (ack = its own reply, or its
  *            own echo for protocols without replies).
  *   latency  same channel, open loop at --rate messages/s.
+ *   senders  N receivers + --senders senders in one channel, each sender an open
+ *            loop at --rate messages/s of its own (staggered evenly), so that
+ *            events from many senders meet in the server's turns.
  *   relay    --pairs sender/receiver pairs, each pair closed loop on deliveries.
  *   idle     --conns connections opened as fast as possible (the setup storm),
  *            held, RSS of the server read, then a ping sweep checks they live.
@@ -56,7 +59,7 @@
 #endif
 
 enum proto { P_SIGNALLER, P_YWEBRTC, P_PEERJS, P_FLOOR };
-enum phase { PH_FANOUT, PH_LATENCY, PH_RELAY, PH_IDLE };
+enum phase { PH_FANOUT, PH_LATENCY, PH_RELAY, PH_IDLE, PH_SENDERS };
 enum role { R_RECV, R_SEND, R_IDLE };
 enum state { S_NEW, S_CONNECTING, S_HANDSHAKE, S_SETUP, S_READY, S_CLOSED };
 
@@ -85,7 +88,7 @@ static char o_host[64] = "127.0.0.1";
 static int o_port = 0, o_port2 = 0, o_port3 = 0;
 static char o_path[256] = "/";
 static int o_n = 200, o_pairs = 50, o_conns = 1000, o_window = 32, o_rate = 1000;
-static int o_size = 60, o_concurrency = 256, o_srcs = 4;
+static int o_size = 60, o_concurrency = 256, o_srcs = 4, o_senders = 50;
 static double o_warmup = 1.0, o_duration = 5.0, o_settle = 2.0, o_drain = 10.0;
 static double o_setup_timeout = 120.0;
 static int o_pid = 0, o_pid2 = 0, o_pid3 = 0;
@@ -109,6 +112,7 @@ static char chan_hex[32];
 static char scratch[1 << 18];
 static size_t total_delivered, total_sent, total_acks, total_errors;
 static size_t total_frames; /* messages received by receivers that held markers */
+static uint64_t last_rx_ns;  /* when any connection last received bytes */
 
 /* Latency histogram: 1 us buckets up to 100 ms, then 1 ms buckets up to 100 s. */
 #define HIST_FINE 100000
@@ -631,7 +635,7 @@ static void start_conn(conn *c) {
 
 /* Closed loop: fills a sender's window up to --window messages in flight. */
 static void top_up(conn *s, uint64_t now) {
-  if (!sending || o_phase == PH_LATENCY || s->state != S_READY) return;
+  if (!sending || o_phase == PH_LATENCY || o_phase == PH_SENDERS || s->state != S_READY) return;
   uint64_t done = o_phase == PH_RELAY ? conns[s->partner].delivered : s->acks;
   int added = 0;
   while (s->sent - done < (uint64_t)o_window) {
@@ -663,7 +667,10 @@ static void on_event(conn *c, uint32_t events) {
       conn_close(c, c->state != S_READY);
       return;
     }
-    if (r > 0) handle_bytes(c, scratch, (size_t)r);
+    if (r > 0) {
+      last_rx_ns = now_ns();
+      handle_bytes(c, scratch, (size_t)r);
+    }
     if (c->state != S_CLOSED && c->out_len) flush_out(c);
     /* Refill the window as soon as acks arrive, not after the whole epoll batch:
      * the loop's round trip, not the generator's pass over 200 sockets, sets the pace. */
@@ -712,7 +719,8 @@ static long long quantile_us(double q) {
 
 static void usage(void) {
   fprintf(stderr,
-          "usage: loadgen --proto signaller|ywebrtc|peerjs|floor --port N --phase fanout|latency|relay|idle\n"
+          "usage: loadgen --proto signaller|ywebrtc|peerjs|floor --port N\n"
+          "  --phase fanout|latency|relay|idle|senders [--senders 50]\n"
           "  [--host 127.0.0.1] [--path /] [--n 200] [--pairs 50] [--conns 1000] [--window 32]\n"
           "  [--rate 1000] [--size 60] [--warmup 1] [--duration 5] [--settle 2] [--drain 10]\n"
           "  [--concurrency 256] [--srcs 4] [--pid SERVER_PID] [--tag 4HEX]\n"
@@ -737,6 +745,7 @@ static void parse_args(int argc, char **argv) {
                 : !strcmp(v, "latency") ? PH_LATENCY
                 : !strcmp(v, "relay")   ? PH_RELAY
                 : !strcmp(v, "idle")    ? PH_IDLE
+                : !strcmp(v, "senders") ? PH_SENDERS
                                         : -1;
       if (o_phase < 0) usage();
     } else if (!strcmp(k, "--host")) snprintf(o_host, sizeof o_host, "%s", v);
@@ -747,6 +756,7 @@ static void parse_args(int argc, char **argv) {
     else if (!strcmp(k, "--port3")) o_port3 = atoi(v);
     else if (!strcmp(k, "--n")) o_n = atoi(v);
     else if (!strcmp(k, "--pairs")) o_pairs = atoi(v);
+    else if (!strcmp(k, "--senders")) o_senders = atoi(v);
     else if (!strcmp(k, "--conns")) o_conns = atoi(v);
     else if (!strcmp(k, "--window")) o_window = atoi(v);
     else if (!strcmp(k, "--rate")) o_rate = atoi(v);
@@ -766,7 +776,7 @@ static void parse_args(int argc, char **argv) {
     else if (!strcmp(k, "--drain")) o_drain = atof(v);
     else usage();
   }
-  if (o_port <= 0 || o_size < 20 || o_size > 4000 || o_window < 1 || o_rate < 1) usage();
+  if (o_port <= 0 || o_size < 20 || o_size > 4000 || o_window < 1 || o_rate < 1 || o_senders < 1) usage();
   if (o_port3 > 0 && o_port2 <= 0) usage();
   if (o_port2 > 0 && o_phase == PH_IDLE) usage(); /* the storm measures one server */
 }
@@ -780,7 +790,8 @@ static void print_common(void) {
 /* fanout, latency, relay: set up, warm up, measure, drain, check counts. */
 static void run_traffic(void) {
   int receivers = o_phase == PH_RELAY ? o_pairs : o_n;
-  nconns = o_phase == PH_RELAY ? 2 * o_pairs : o_n + 1;
+  int nsenders = o_phase == PH_RELAY ? o_pairs : o_phase == PH_SENDERS ? o_senders : 1;
+  nconns = o_phase == PH_RELAY ? 2 * o_pairs : o_n + nsenders;
   conns = calloc((size_t)nconns, sizeof *conns);
   for (int i = 0; i < nconns; i++) {
     conn *c = &conns[i];
@@ -790,7 +801,7 @@ static void run_traffic(void) {
       c->role = i < o_pairs ? R_SEND : R_RECV;
       c->partner = i < o_pairs ? i + o_pairs : i - o_pairs;
     } else {
-      c->role = i == o_n ? R_SEND : R_RECV;
+      c->role = i >= o_n ? R_SEND : R_RECV;
     }
     make_id(c);
   }
@@ -798,9 +809,9 @@ static void run_traffic(void) {
   if (o_phase == PH_RELAY) {
     setup_s = open_range(0, nconns);
   } else {
-    /* receivers first, so the sender's first message finds them all joined */
+    /* receivers first, so the senders' first messages find them all joined */
     setup_s = open_range(0, o_n);
-    setup_s += open_range(o_n, o_n + 1);
+    setup_s += open_range(o_n, nconns);
   }
   int setup_ok = ready_count == nconns;
   if (!setup_ok) {
@@ -809,10 +820,11 @@ static void run_traffic(void) {
     printf("}\n");
     return;
   }
-  /* settle: let join events and replies finish before the clock starts */
-  for (uint64_t until = now_ns() + 200000000ull; now_ns() < until;) poll_once(20);
+  /* settle: let join events and replies finish (200 ms without a byte, at most 20 s) */
+  last_rx_ns = now_ns();
+  for (uint64_t cap = now_ns() + 20000000000ull; now_ns() < cap && now_ns() - last_rx_ns < 200000000ull;)
+    poll_once(20);
 
-  int nsenders = o_phase == PH_RELAY ? o_pairs : 1;
   conn **senders = malloc(sizeof(conn *) * (size_t)nsenders);
   for (int i = 0, k = 0; i < nconns; i++)
     if (conns[i].role == R_SEND) senders[k++] = &conns[i];
@@ -822,6 +834,9 @@ static void run_traffic(void) {
   uint64_t send_end = warm_end + (uint64_t)(o_duration * 1e9);
   uint64_t period = 1000000000ull / (uint64_t)o_rate;
   uint64_t next_send = start;
+  /* senders: each its own open loop, the starts spread evenly over one period */
+  uint64_t *next_at = calloc((size_t)nsenders, sizeof *next_at);
+  for (int i = 0; i < nsenders; i++) next_at[i] = start + period * (uint64_t)i / (uint64_t)nsenders;
   int measured = 0;
   double cpu0 = 0, gcpu0 = 0, acpu0 = 0;
   uint64_t t_meas0 = 0, deliv0 = 0, sent_meas0 = 0;
@@ -853,6 +868,16 @@ static void run_traffic(void) {
           next_send += period;
         }
         if (s->out_len) flush_out(s);
+      } else if (o_phase == PH_SENDERS) {
+        for (int i = 0; i < nsenders; i++) {
+          conn *s = senders[i];
+          int sent = 0;
+          while (next_at[i] <= now && sent++ < 1000) {
+            send_message(s, next_at[i]);
+            next_at[i] += period;
+          }
+          if (s->out_len) flush_out(s);
+        }
       } else {
         for (int i = 0; i < nsenders; i++) top_up(senders[i], now);
       }
@@ -869,6 +894,12 @@ static void run_traffic(void) {
     }
     uint64_t timeout_us = 5000;
     if (o_phase == PH_LATENCY && sending) timeout_us = next_send > now ? (next_send - now) / 1000 : 0;
+    if (o_phase == PH_SENDERS && sending) {
+      for (int i = 0; i < nsenders; i++) {
+        uint64_t wait = next_at[i] > now ? (next_at[i] - now) / 1000 : 0;
+        if (wait < timeout_us) timeout_us = wait;
+      }
+    }
     poll_us(timeout_us);
   }
   uint64_t t_end = last_delivery_t;

@@ -38,7 +38,7 @@ generator (bench/loadgen.c) and writes bench/RESULTS.md.
                                                                   (fan-out, relay)
                        floor-bun, floor-deno                      the runtimes' bare WebSocket floors
                        y-webrtc, peerjs                           the servers Signaller replaces (node)
-  --phases a,b       phases: fanout, latency, relay, idle (a target runs those it has)
+  --phases a,b       phases: fanout, latency, relay, idle, senders (a target runs those it has)
   --duration S       measured seconds per throughput phase (default 5; quick 1)
   --warmup S         warm-up seconds before measuring (default 1; quick 0.3)
   --reps N           repetitions of fanout/latency/relay, best kept (default 3; quick 1;
@@ -49,6 +49,9 @@ generator (bench/loadgen.c) and writes bench/RESULTS.md.
   --window W         un-acknowledged messages per sender (default 32)
   --size B           message bytes (default 60)
   --rate R           latency: messages/s, open loop (default 1000)
+  --viewers V --senders S --sender-rate R
+                     the senders phase: S senders at R msg/s each into V viewers
+                     (default 50 at 2 msg/s into 1 000)
   --no-pin           do not pin servers to CPU 0 and the generator to CPU 1
   --no-spin          no idle-priority spinners keeping both CPUs awake
   --out FILE         where to write the report (raw numbers: bench/.build/<name>.json)
@@ -69,6 +72,10 @@ export interface BenchOptions {
   window: number;
   size: number;
   rate: number;
+  /** The many-senders phase: channel members who only read, senders, each sender's msg/s. */
+  viewers: number;
+  senders: number;
+  senderRate: number;
   pin: boolean;
   spin: boolean;
   out: string;
@@ -83,7 +90,10 @@ type Numeric =
   | "pairs"
   | "window"
   | "size"
-  | "rate";
+  | "rate"
+  | "viewers"
+  | "senders"
+  | "senderRate";
 
 /** Flags that take a positive number: the option, and whether it is rounded to an integer. */
 const NUMERIC: Record<string, [Numeric, boolean]> = {
@@ -96,6 +106,9 @@ const NUMERIC: Record<string, [Numeric, boolean]> = {
   "--window": ["window", true],
   "--size": ["size", true],
   "--rate": ["rate", true],
+  "--viewers": ["viewers", true],
+  "--senders": ["senders", true],
+  "--sender-rate": ["senderRate", true],
 };
 
 /** Parses the command line (see the module doc of `run.ts`). */
@@ -114,6 +127,9 @@ export function parseOptions(args: string[]): BenchOptions {
     window: 32,
     size: 60,
     rate: 1000,
+    viewers: 1000,
+    senders: 50,
+    senderRate: 2,
     pin: !args.includes("--no-pin"),
     spin: !args.includes("--no-spin"),
     out: quick ? `${BUILD}/RESULTS.quick.md` : `${BENCH}/RESULTS.md`,

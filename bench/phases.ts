@@ -63,6 +63,21 @@ function loadgenArgs(
   for (const pid of t.redis ? redisPids(t.redis) : []) a.push("--aux-pid", String(pid));
   if (phase === "idle") {
     a.push("--conns", String(o.conns), "--settle", o.quick ? "1" : "3");
+  } else if (phase === "senders") {
+    a.push(
+      "--n",
+      String(o.viewers),
+      "--senders",
+      String(o.senders),
+      "--rate",
+      String(o.senderRate),
+      "--warmup",
+      String(o.warmup),
+      "--duration",
+      String(o.duration),
+      "--drain",
+      "5",
+    );
   } else {
     a.push(
       "--n",

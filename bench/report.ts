@@ -13,6 +13,7 @@ import {
   latencyTable,
   redisTables,
   relayTable,
+  sendersTable,
   type Tables,
 } from "./report_tables.ts";
 import {
@@ -68,7 +69,12 @@ export function renderReport(meta: RunMeta, records: RunRecord[], summary: strin
     L.push("");
   }
 
-  L.push(...fanoutTable(memory), ...latencyTable(memory), ...relayTable(memory));
+  L.push(
+    ...fanoutTable(memory),
+    ...latencyTable(memory),
+    ...sendersTable(memory),
+    ...relayTable(memory),
+  );
   if (redisTargets.length) L.push(...redisTables({ meta, results, targets: redisTargets }));
   if (clusterTargets.length) L.push(...clusterTable({ meta, results, targets: clusterTargets }));
   L.push(...idleTable(memory));
@@ -87,7 +93,8 @@ export function renderReport(meta: RunMeta, records: RunRecord[], summary: strin
       "its `ok` reply to `/pubmsg`; floors and y-webrtc: its own copy of the message, as they " +
       "publish to the sender too). Relay: each pair is closed-loop on deliveries to its receiver. " +
       "Latency: open loop at a fixed rate; the marker carries the scheduled send time, so a late " +
-      "send counts against the server (no coordinated omission); receivers only.",
+      "send counts against the server (no coordinated omission); receivers only. Many senders: " +
+      "each sender an open loop of its own, their sends spread evenly over the period.",
     "- Every phase checks that deliveries = messages sent × receivers: ✓ all arrived; ✗ a " +
       "shortfall; ⧗ deliveries still arriving when the drain time (5–10 s after the last send) " +
       "ran out, i.e. a saturated server's backlog.",

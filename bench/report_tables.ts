@@ -176,6 +176,41 @@ export function latencyTable(t: Tables): string[] {
   return L;
 }
 
+/** Many senders at a low rate each: the latency when events from many sockets meet in a turn. */
+export function sendersTable(t: Tables): string[] {
+  const { meta, results } = t;
+  const ran = t.targets.filter((target) => results.ran(target, "senders"));
+  if (!ran.length) return [];
+  const { senders, sender_rate: rate, viewers } = meta.settings;
+  const offered = Number(senders) * Number(rate) * Number(viewers);
+  const L = [
+    `## Many senders: ${senders} senders at ${rate} msg/s each (open loop) into a ` +
+    `${fmtNum(Number(viewers))}-viewer channel`,
+    "",
+    "The senders are members too; deliveries and latency are counted at the viewers. Events " +
+    "from several senders in one turn cannot share a frame, so this shows what batching costs " +
+    "when it cannot help: compare each p99 with its runtime's floor in the same run.",
+    "",
+    ...head([...LATENCY_HEAD, "delivered / expected", "events per frame", "floor p99 ms", "notes"]),
+  ];
+  for (const target of ran) {
+    const rec = results.best(target, "senders");
+    const r = rec?.result ?? undefined;
+    const floor = RUNTIMES.find((x) => x.target === target)?.floor;
+    L.push(row([
+      label(target),
+      ...latencyCells(r),
+      busy(r),
+      countCell(r),
+      perFrame(r),
+      floor ? fmtMs(results.result(floor, "senders")?.lat_p99_us) : "",
+      [behind(r, offered), problemCell(rec)].filter(Boolean).join("; "),
+    ]));
+  }
+  L.push("");
+  return L;
+}
+
 /** The setup storm and the memory each idle connection holds. */
 export function idleTable(t: Tables): string[] {
   const { meta, results } = t;

@@ -7,10 +7,13 @@
  */
 
 /** A load-generator phase. */
-export type Phase = "fanout" | "latency" | "relay" | "idle";
+export type Phase = "fanout" | "latency" | "relay" | "idle" | "senders";
 
 /** Every phase, in the order a run takes them (the index is part of a run's tag). */
-export const PHASES: readonly Phase[] = ["fanout", "latency", "relay", "idle"];
+export const PHASES: readonly Phase[] = ["fanout", "latency", "relay", "idle", "senders"];
+
+/** Phases that measure latency: the repetition with the lowest p99 is kept. */
+export const OPEN_LOOP: readonly Phase[] = ["latency", "senders"];
 
 /** What one `loadgen` run printed (fields absent in phases that lack them). */
 export interface LoadgenResult {
@@ -173,7 +176,7 @@ export class Results {
     const done = runs.filter((r) => r.result?.ok);
     if (done.length === 0) return runs[0];
     const key = (r: RunRecord) =>
-      phase === "latency"
+      OPEN_LOOP.includes(phase)
         ? -(r.result?.lat_p99_us ?? Infinity)
         : phase === "idle"
         ? -(r.result?.rss_per_conn_b ?? Infinity)

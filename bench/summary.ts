@@ -31,6 +31,7 @@ function memorySummary(
   const f = results.dps(s, "fanout");
   const rl = results.dps(s, "relay");
   const lat = results.result(s, "latency");
+  const senders = results.result(s, "senders");
   const idle = results.result(s, "idle");
   const bits: string[] = [];
   if (f !== undefined) {
@@ -49,6 +50,13 @@ function memorySummary(
   }
   if (lat?.lat_p99_us !== undefined) {
     bits.push(`keeps p99 latency at ${fmtMs(lat.lat_p99_us)} ms at 1 000 msg/s into 200 members`);
+  }
+  if (senders?.lat_p99_us !== undefined) {
+    bits.push(
+      `keeps it at ${fmtMs(senders.lat_p99_us)} ms (its floor: ${
+        fmtMs(results.result(floor, "senders")?.lat_p99_us)
+      } ms) with 50 senders at 2 msg/s into 1 000 viewers`,
+    );
   }
   if (idle?.rss_per_conn_b !== undefined) {
     bits.push(

@@ -9,22 +9,53 @@
 
 /** Connections with text waiting, flushed together once the turn's input is handled. */
 const dirty = new Set<Batched>();
+/** What else leaves at the end of the turn, after the batches (deferred native publishes). */
+const after = new Set<() => void>();
+/** A flush is scheduled for the end of this turn. */
+let scheduled = false;
+
+function schedule(): void {
+  if (scheduled) return;
+  scheduled = true;
+  // setImmediate runs after the turn's I/O callbacks: every event they produced is in.
+  setImmediate(() => {
+    scheduled = false;
+    flushBatches();
+  });
+}
 
 /**
- * Writes every batch now. A runtime that sends some events around the batches
+ * Writes every batch now, then runs what was deferred with
+ * {@linkcode flushAfter}. A runtime that sends some events around the batches
  * (Bun's native publish) calls it first, so no socket gets them out of order.
  */
 export function flushBatches(): void {
   // Taken first: a socket whose write throws must not keep every other batch waiting for good.
-  const batches = [...dirty];
-  dirty.clear();
-  for (const c of batches) {
-    try {
-      c.flush();
-    } catch (e) {
-      c.failed(e);
+  if (dirty.size > 0) {
+    const batches = [...dirty];
+    dirty.clear();
+    for (const c of batches) {
+      try {
+        c.flush();
+      } catch (e) {
+        c.failed(e);
+      }
     }
   }
+  if (after.size > 0) {
+    const flushes = [...after];
+    after.clear();
+    for (const f of flushes) f();
+  }
+}
+
+/**
+ * Runs `flush` once at the end of this turn, after the batches (or with the
+ * next {@linkcode flushBatches}, whichever comes first). `flush` must not throw.
+ */
+export function flushAfter(flush: () => void): void {
+  after.add(flush);
+  schedule();
 }
 
 /** A socket whose outgoing text is batched per turn; subclasses write the frames. */
@@ -42,9 +73,8 @@ export abstract class Batched {
   send(text: string): void {
     if (this.#pending === undefined) {
       this.#pending = [];
-      // setImmediate runs after the turn's I/O callbacks: every event they produced is in.
-      if (dirty.size === 0) setImmediate(flushBatches);
       dirty.add(this);
+      schedule();
     }
     this.#pending.push(text);
   }

@@ -1,7 +1,7 @@
 /**
  * The Bun adapter: `Bun.serve` with its `websocket` handlers → the hub's
  * {@linkcode Connection}. Channel fan-out uses Bun's native topics: one
- * `publish` serializes and frames an event once for every subscriber.
+ * `publish` frames a channel's events of one turn once for every subscriber.
  */
 import { CloseCodes } from "../protocol/mod.ts";
 import { Batched, flushBatches } from "./batch.ts";
@@ -50,7 +50,7 @@ declare const Bun: {
 
 /**
  * A socket whose direct sends (replies, privmsg) are batched per turn; channel
- * fan-out bypasses the batch through Bun's native publish.
+ * fan-out goes around the batch through Bun's native publish.
  */
 class BunConnection extends Batched implements Connection {
   constructor(readonly ws: BunSocket, readonly remoteAddress: string, batch: boolean) {
@@ -75,7 +75,8 @@ class BunConnection extends Batched implements Connection {
     return this.ws.getBufferedAmount();
   }
   close(code: number, reason: string): void {
-    this.flush();
+    // Whatever this turn made leaves before the close frame, channel events too.
+    flushBatches();
     this.ws.close(code, reason);
   }
 }
@@ -160,9 +161,8 @@ export function serve(
     subscribe: (conn, topic) => (conn as BunConnection).ws.subscribe(topic),
     unsubscribe: (conn, topic) => (conn as BunConnection).ws.unsubscribe(topic),
     publish: (topic, text, except) => {
-      // Events batched earlier in this turn leave first: a kicked peer's last event is its kick.
-      flushBatches();
-      // A socket's own publish skips itself: the sender does not get its own pubmsg.
+      // A socket's own publish skips itself: the sender does not get its own pubmsg. (It
+      // still publishes once closed, as the end of a turn may find it.)
       const sent = except === undefined
         ? server.publish(topic, text)
         : (except as BunConnection).ws.publish(topic, text);

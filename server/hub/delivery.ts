@@ -3,8 +3,19 @@
  * reaches them — the runtime's native topic fan-out where the socket allows
  * it, a send per socket otherwise, and the bus for the members on other nodes.
  * Every send checks the slow-consumer limit (close 4008).
+ *
+ * A channel's untranslated events of one turn leave together: at the end of
+ * the turn, after the per-socket batches (`batch.ts`), each run of events
+ * from the same sender is one native publish of one newline-separated frame.
+ * So that every socket still gets its events in the order they were made,
+ * everything waiting is flushed first whenever a socket that waits for such
+ * an event is sent something directly, a socket joins or leaves a topic with
+ * events waiting, an event of another channel came in between, or an event
+ * is published at once (translated). With one sender per turn that is one
+ * frame per turn; with many it is at worst one publish per event.
  */
 import { CloseCodes } from "../../protocol/mod.ts";
+import { flushAfter, flushBatches } from "../batch.ts";
 import { type Bus, channelTopic, type Envelope, peerTopic } from "../bus/bus.ts";
 import type { Metrics } from "../metrics.ts";
 import type { Outbound } from "./events.ts";
@@ -23,8 +34,26 @@ export interface Fanout {
   accepts(conn: Connection): boolean;
   subscribe(conn: Connection, topic: string): void;
   unsubscribe(conn: Connection, topic: string): void;
-  /** Sends `text` to every subscriber of `topic` but `except`; true when one is backed up. */
+  /**
+   * Sends `text` (one frame: of an untranslated topic, several events
+   * newline-separated) to every subscriber of `topic` but `except`; true when
+   * one is backed up.
+   */
   publish(topic: string, text: string, except?: Connection): boolean;
+}
+
+/** A channel's untranslated events of this turn, waiting for one native publish per sender. */
+interface Waiting {
+  readonly topic: string;
+  /** Runs of consecutive events with the same sender skipped, each one frame, in order. */
+  readonly runs: Run[];
+}
+
+interface Run {
+  /** The sender's socket, which the publish skips. */
+  readonly except?: Connection;
+  readonly sender?: Session;
+  readonly texts: string[];
 }
 
 /** The local members of one channel. */
@@ -74,6 +103,10 @@ export class Delivery {
   readonly #local = new Map<string, Members>();
   readonly #o: DeliveryOptions;
   #fanout?: Fanout;
+  /** Untranslated channel events waiting for the end of the turn, by channel. */
+  #waiting = new Map<string, Waiting>();
+  /** The channel of the last event waiting. */
+  #last?: string;
 
   constructor(options: DeliveryOptions) {
     this.#o = options;
@@ -131,6 +164,8 @@ export class Delivery {
 
   /** `s` is a member of `channel` here (sent to one by one while it holds events back). */
   joinLocal(s: Session, channel: string): void {
+    // A joiner gets no event made before it joined.
+    if (this.#waiting.has(channel)) flushBatches();
     if (s.gone) return;
     s.channels.add(channel);
     let members = this.#local.get(channel);
@@ -166,6 +201,8 @@ export class Delivery {
 
   /** `s` is no longer a member of `channel` here. */
   leaveLocal(s: Session, channel: string): void {
+    // A leaver (a kicked peer) gets every event made before it left.
+    if (!s.gone && this.#waiting.has(channel)) flushBatches();
     s.channels.delete(channel);
     const members = this.#local.get(channel);
     if (members === undefined || !members.all.delete(s)) return;
@@ -190,9 +227,22 @@ export class Delivery {
 
   /** One frame to one socket now (a reply, a replay), even while it holds events back. */
   write(s: Session, text: string): void {
+    // Events made before this text, waiting for the native fan-out, leave first.
+    if (this.#waiting.size > 0 && this.#awaits(s)) flushBatches();
     if (s.gone) return;
     s.conn.send(text);
     this.#checkBuffered(s);
+  }
+
+  /** Whether an event waiting for the native fan-out is bound for `s`. */
+  #awaits(s: Session): boolean {
+    for (const channel of s.channels) {
+      const w = this.#waiting.get(channel);
+      if (w === undefined || (w.runs.length === 1 && w.runs[0].sender === s)) continue;
+      // Several runs have several senders: `s` is a recipient of one of them, if subscribed.
+      if (this.#local.get(channel)?.direct?.has(s) !== true) return true;
+    }
+    return false;
   }
 
   /** One event to one socket, held back while it holds events; `stream`/`seq` of a message. */
@@ -220,6 +270,9 @@ export class Delivery {
     }
     const route = this.#fanout === undefined ? undefined : this.#route(s);
     if (route === undefined) return;
+    // Events made before it was subscribed again reached it through the hold.
+    if (this.#waiting.size > 0) flushBatches();
+    if (s.gone) return;
     for (const channel of s.channels) {
       const members = this.#local.get(channel);
       if (members?.direct?.delete(s)) this.#subscribe(members, channel, s, route);
@@ -334,11 +387,18 @@ export class Delivery {
       let size = 0;
       for (const n of t.counts.values()) size += n;
       if (size - (skip ? 1 : 0) <= 0) continue;
-      const sent = t.translation === undefined
-        ? { text: out.text, type: out.type as string }
-        : t.translation.translate(out.text);
-      if (sent === undefined) continue;
-      if (this.#fanout!.publish(topic, sent.text, skip ? from.conn : undefined)) backedUp = true;
+      const except = skip ? from.conn : undefined;
+      let sent: { text: string; type: string } | undefined;
+      if (t.translation === undefined) {
+        sent = { text: out.text, type: out.type };
+        this.#wait(channel, topic, out.text, skip ? { except, sender } : {});
+      } else {
+        // Translated: one message per frame, published now, after everything made before it.
+        sent = t.translation.translate(out.text);
+        if (sent === undefined) continue;
+        flushBatches();
+        if (this.#fanout!.publish(topic, sent.text, except)) backedUp = true;
+      }
       for (const [frontend, n] of t.counts) {
         const k = skip && sender!.frontend === frontend ? n - 1 : n;
         if (k > 0) this.#o.metrics.countOut(frontend, sent.type, k);
@@ -347,6 +407,43 @@ export class Delivery {
     // Someone is backed up: find who is over the limit.
     if (backedUp) { for (const s of members.all) this.#checkBuffered(s); }
   }
+
+  /** Adds an event to those of `channel` waiting for the end of the turn. */
+  #wait(channel: string, topic: string, text: string, from: Omit<Run, "texts">): void {
+    let w = this.#waiting.get(channel);
+    // Channels leave in the order they were first waited on: an event of an earlier
+    // one after an event of a later one must not overtake it (a peer may be in both).
+    if (w !== undefined && this.#last !== channel) {
+      flushBatches();
+      w = undefined;
+    }
+    this.#last = channel;
+    if (w === undefined) {
+      if (this.#waiting.size === 0) flushAfter(this.#publishWaiting);
+      this.#waiting.set(channel, w = { topic, runs: [] });
+    }
+    const last = w.runs.at(-1);
+    if (last !== undefined && last.sender === from.sender) last.texts.push(text);
+    else w.runs.push({ ...from, texts: [text] });
+  }
+
+  /** Publishes the events waiting, one frame per run, then looks for slow consumers. */
+  readonly #publishWaiting = (): void => {
+    // Taken first: a flush that runs meanwhile (a slow consumer closed) finds nothing twice.
+    const waiting = this.#waiting;
+    this.#waiting = new Map();
+    for (const [channel, w] of waiting) {
+      const t0 = performance.now();
+      let backedUp = false;
+      for (const run of w.runs) {
+        const frame = run.texts.length === 1 ? run.texts[0] : run.texts.join("\n");
+        if (this.#fanout!.publish(w.topic, frame, run.except)) backedUp = true;
+      }
+      this.#o.metrics.fanout.observe(performance.now() - t0);
+      if (!backedUp) continue;
+      for (const s of this.#local.get(channel)?.all ?? []) this.#checkBuffered(s);
+    }
+  };
 
   #inChannels(channels: string[], out: Outbound, except?: string): void {
     const seen = new Set<Session>();

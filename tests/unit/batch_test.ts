@@ -4,7 +4,7 @@
  * every batch at once, for a runtime that writes some events around them.
  */
 import assert from "node:assert/strict";
-import { Batched, flushBatches } from "../../server/batch.ts";
+import { Batched, flushAfter, flushBatches } from "../../server/batch.ts";
 
 /** A socket that records its frames, in a log shared with others to see write order. */
 class Recorder extends Batched {
@@ -145,4 +145,25 @@ Deno.test("without batching, a turn's messages leave as one frame each, written 
   s.send('{"n":3}');
   await nextTurn();
   assert.deepEqual(s.writes.at(-1), ['{"n":3}']);
+});
+
+Deno.test("flushAfter runs once at the end of the turn, after every batch", async () => {
+  const log: string[][] = [];
+  const a = new Recorder("a", log);
+  const after = () => log.push(["after", ""]);
+  flushAfter(after);
+  flushAfter(after);
+  a.send("a1");
+  assert.deepEqual(log, []);
+  await nextTurn();
+  assert.deepEqual(log, [["a", "a1"], ["after", ""]]);
+  await nextTurn();
+  assert.equal(log.length, 2, "once");
+  // With an explicit flush, it runs there, after the batches, and not again at the end of the turn.
+  flushAfter(after);
+  a.send("a2");
+  flushBatches();
+  assert.deepEqual(log.slice(2), [["a", "a2"], ["after", ""]]);
+  await nextTurn();
+  assert.equal(log.length, 4);
 });
