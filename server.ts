@@ -84,6 +84,7 @@ if (redisTarget !== undefined) {
     // Redis lost its state (restarted empty, flushed): the hub says what this node holds.
     onLost: () => hub?.held() ?? [],
     onDisowned: (sessions) => hub?.disown(sessions),
+    onParked: (ids) => hub?.parked(ids),
     log,
   });
   const redisBus = new RedisBus(redisTarget, {
@@ -118,6 +119,7 @@ hub = new Hub({
   burst: config.burst,
   presenceLimit: config.presenceLimit,
   maxBuffered: config.maxBuffered,
+  presenceCacheMs: config.presenceCacheMs,
   version: pkg.version,
   log,
   now,
