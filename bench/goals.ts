@@ -70,7 +70,15 @@ function checkRuntime(
   { runtime, capNote }: { runtime: Runtime; capNote: string },
 ): void {
   const { name, target: s, floor } = runtime;
-  const variants = ["", "-redis", "-redis-2", "-peerjs", "-y-webrtc", "-nostreams"];
+  const variants = [
+    "",
+    "-redis",
+    "-redis-2",
+    "-redis-2-nostreams",
+    "-peerjs",
+    "-y-webrtc",
+    "-nostreams",
+  ];
   if (!variants.some((v) => results.ran(s + v))) {
     out.push({ goal: `Signaller on ${name}`, measured: "runtime not available", met: undefined });
     return;
@@ -165,6 +173,24 @@ function checkRuntime(
           complete ? "" : "; deliveries incomplete"
         })`,
       met: v === undefined ? undefined : v >= 0.5 && complete,
+    });
+  }
+  // Relay between two nodes against one, streams off on both (the presence cache: no Redis
+  // read per message), and with streams on (each message stored in the target's inbox).
+  for (
+    const [two, one, what] of [
+      [`${s}-redis-2-nostreams`, `${s}-nostreams`, "streams off; one node in memory"],
+      [`${s}-redis-2`, `${s}-redis`, "Redis, streams on"],
+    ] as const
+  ) {
+    const r = results.result(two, "relay");
+    const v = ratio(r?.deliveries_per_s, results.dps(one, "relay"));
+    out.push({
+      goal: `${name} relay two nodes ≥ 0.5 × one node (${what})`,
+      measured: v === undefined
+        ? "not measured"
+        : `${fmtRatio(v)}${r?.ok === true ? "" : " (deliveries incomplete)"}`,
+      met: v === undefined ? undefined : v >= 0.5 && r?.ok === true,
     });
   }
 }

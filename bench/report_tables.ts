@@ -230,7 +230,9 @@ export function redisTables(t: Tables): string[] {
     "second, so half the deliveries cross nodes through Redis pub/sub; in relay every sender is " +
     "on the first node and its receiver on the second, so every message crosses. Server CPU-s " +
     "is both nodes' together. The ratios compare with the same runtime in memory mode " +
-    "(deliveries/s, and deliveries per server CPU-second in brackets).",
+    "(deliveries/s, and deliveries per server CPU-second in brackets); the targets with streams " +
+    "off (`--history 0`) with memory mode with streams off: there a relay to the other node " +
+    "reads the target's presence from the node's presence cache, not from Redis.",
     "",
     ...head([
       "server",

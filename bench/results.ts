@@ -87,6 +87,8 @@ export const TARGET_LABELS: Record<string, string> = {
   "signaller-bun-redis-2": "Signaller (Bun, Redis, 2 nodes)",
   "signaller-deno-redis": "Signaller (Deno, Redis)",
   "signaller-deno-redis-2": "Signaller (Deno, Redis, 2 nodes)",
+  "signaller-bun-redis-2-nostreams": "Signaller (Bun, Redis, 2 nodes, streams off)",
+  "signaller-deno-redis-2-nostreams": "Signaller (Deno, Redis, 2 nodes, streams off)",
   "signaller-bun-nostreams": "Signaller (Bun, streams off)",
   "signaller-deno-nostreams": "Signaller (Deno, streams off)",
   "signaller-bun-peerjs": "Signaller's PeerJS endpoint (Bun)",
@@ -100,12 +102,17 @@ export function label(target: string): string {
   return TARGET_LABELS[target] ?? target;
 }
 
-/** Redis-mode targets and the memory-mode target of the same runtime they are compared to. */
+/**
+ * Redis-mode targets and the memory-mode target of the same runtime (and the same
+ * `--history`) they are compared to.
+ */
 export const MEMORY_MODE: Record<string, string> = {
   "signaller-bun-redis": "signaller-bun",
   "signaller-bun-redis-2": "signaller-bun",
   "signaller-deno-redis": "signaller-deno",
   "signaller-deno-redis-2": "signaller-deno",
+  "signaller-bun-redis-2-nostreams": "signaller-bun-nostreams",
+  "signaller-deno-redis-2-nostreams": "signaller-deno-nostreams",
 };
 
 /** A runtime Signaller runs on: its memory-mode target and the floor it is held against. */

@@ -19,6 +19,7 @@
  *                      signaller-deno-redis, signaller-bun-redis-2, signaller-deno-redis-2,
  *                      signaller-bun-peerjs, signaller-deno-peerjs, signaller-bun-y-webrtc,
  *                      signaller-deno-y-webrtc, signaller-bun-nostreams, signaller-deno-nostreams,
+ *                      signaller-bun-redis-2-nostreams, signaller-deno-redis-2-nostreams,
  *                      floor-bun, floor-deno, y-webrtc, peerjs
  *   --phases a,b       phases: fanout, latency, relay, idle
  *   --duration S       measured seconds per throughput phase (default 5; quick 1)

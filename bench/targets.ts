@@ -172,6 +172,20 @@ export function discoverTargets(has: Available): Target[] {
         reps: REDIS_REPS,
       });
     }
+    // Relay between two nodes with streams off: what the presence cache saves (no Redis read
+    // per message), against the same runtime in memory mode with streams off.
+    all.push({
+      name: `signaller-${rt}-redis-2-nostreams`,
+      proto: "signaller",
+      phases: ["relay"],
+      command: (port, { redisPrefix }) => ({
+        cmd: [...exe, ...sigArgs(port, redisPrefix), "--history", "0"],
+      }),
+      ready: sigReady,
+      redis: true,
+      nodes: 2,
+      reps: REDIS_REPS,
+    });
   }
   return all;
 }
