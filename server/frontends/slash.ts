@@ -16,7 +16,6 @@ import {
   commandName,
   type ErrorReply,
   MAX_QUEUED_FRAMES,
-  type OkReply,
   parseCommand,
 } from "../../protocol/mod.ts";
 import { type Connection, type Hub, Ordered, Refusal, type Session } from "../hub/mod.ts";
@@ -108,9 +107,9 @@ class SlashSocket implements SocketHandler {
     this.#ok(c.cmd, out);
   }
 
+  /** `{"type":"ok","cmd":…,"data":…}`, as `JSON.stringify` of an `OkReply` writes it. */
   #ok(cmd: CommandName, data: unknown): void {
-    const reply: OkReply = { type: "ok", cmd, data };
-    this.#reply(JSON.stringify(reply));
+    this.#reply('{"type":"ok","cmd":"' + cmd + '","data":' + JSON.stringify(data) + "}");
   }
 
   #error(cmd: string | null, code: Code, message: string, retryAfterMs?: number): undefined {

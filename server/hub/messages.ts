@@ -6,7 +6,7 @@
 import { Codes, type CommandArgs, type EventOf, type ReplyData } from "../../protocol/mod.ts";
 import { newId } from "../ids.ts";
 import { type Context, refuse, type Result } from "./context.ts";
-import { encode, head } from "./events.ts";
+import { encode, head, message } from "./events.ts";
 import type { Routed } from "../store/store.ts";
 import { presenceChanged } from "./presence.ts";
 import { deliverAppended } from "./streams.ts";
@@ -35,7 +35,7 @@ export function privmsg(
       (r) => routedReply(ctx, c.peer, r, id, ts),
     );
   }
-  const out = encode(event);
+  const out = message(event);
   const target = ctx.delivery.peers.get(c.peer);
   if (target !== undefined) {
     ctx.delivery.toPeer(c.peer, out);
@@ -91,7 +91,7 @@ export function pubmsg(ctx: Context, s: Session, c: CommandArgs<"pubmsg">): Resu
       text: c.text,
     };
     if (ctx.store.history === 0) {
-      ctx.delivery.toChannel(c.channel, encode(event), s.id!);
+      ctx.delivery.toChannel(c.channel, message(event), s.id!);
       return { id, ts };
     }
     return ctx.then(ctx.store.publish(c.channel, head(event), s.id!), (a) => {
