@@ -20,10 +20,11 @@ const DEAD_MAX = 15_000;
 /** How long an invalidation may take to arrive. */
 const TOLD = 5_000;
 
-function node(rt: Runtime, prefix: string) {
+function node(rt: Runtime, prefix: string, id?: string) {
   return startServer({
     runtime: rt,
     args: [
+      ...(id === undefined ? [] : ["--node-id", id]),
       "--redis",
       env.url,
       "--redis-prefix",
@@ -126,6 +127,26 @@ redisTest(
     } finally {
       await a.kill().catch(() => {});
     }
+  },
+);
+
+redisTest(
+  env,
+  "the cached target's node is killed and restarted with its node id: 401 at once",
+  async (rt, prefix) => {
+    const a = await node(rt, prefix, "node-a");
+    await using b = await node(rt, prefix);
+    const p = await peer(a.url, { name: "p" });
+    await using q = await peer(b.url, { name: "q" });
+    await relayed(q, p, "before");
+    await a.kill();
+    await within(p.closed, TOLD, "close after the crash");
+    // Restarted before the others declare it dead: it puts its predecessor's peers in their grace.
+    await using a2 = await node(rt, prefix, "node-a");
+    await refusedTo(q, p.id, TOLD, "401 once node A restarted");
+    await using p2 = await connect(a2.url, "p2");
+    await describe(p2, { id: p.id, name: "p", resume: p.resume });
+    await relayed(q, p2, "after the restart");
   },
 );
 
