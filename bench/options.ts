@@ -81,6 +81,13 @@ export function parseOptions(args: string[]): BenchOptions {
       continue;
     }
     switch (args[i]) {
+      case "--quick":
+      case "--no-pin":
+      case "--no-spin":
+        break;
+      case "--render":
+        i++;
+        break;
       case "--only":
         o.only = v.split(",");
         i++;
@@ -93,6 +100,9 @@ export function parseOptions(args: string[]): BenchOptions {
         o.out = v;
         i++;
         break;
+      default:
+        // A mistyped flag (or --help) must not start a run of several minutes.
+        throw new Error(`unknown flag ${args[i]}: the flags are listed at the top of bench/run.ts`);
     }
   }
   return o;

@@ -186,7 +186,13 @@ async function render(json: string, out: string): Promise<void> {
 
 async function main() {
   const started = performance.now();
-  const o = parseOptions(Deno.args);
+  let o: BenchOptions;
+  try {
+    o = parseOptions(Deno.args);
+  } catch (e) {
+    console.error(`bench: ${(e as Error).message}`);
+    Deno.exit(2);
+  }
   const renderFrom = Deno.args.indexOf("--render");
   if (renderFrom >= 0) return render(Deno.args[renderFrom + 1], o.out);
   // Other work on the machine skews every number: say how busy it was before we began.
