@@ -64,6 +64,7 @@ const limits = {
 // callbacks below must then find no hub rather than a variable not yet initialised.
 // deno-lint-ignore prefer-const
 let hub: Hub | undefined;
+const parkedEarly: string[] = [];
 let store: Store = new MemoryStore(limits, now);
 let bus: Bus | undefined;
 // One Redis (--redis) or a Redis Cluster (--redis-cluster): the same store, bus and scripts.
@@ -84,6 +85,8 @@ if (redisTarget !== undefined) {
     // Redis lost its state (restarted empty, flushed): the hub says what this node holds.
     onLost: () => hub?.held() ?? [],
     onDisowned: (sessions) => hub?.disown(sessions),
+    // A predecessor's peers are parked before the hub exists: it tells the other nodes then.
+    onParked: (ids) => hub === undefined ? parkedEarly.push(...ids) : hub.parked(ids),
     log,
   });
   const redisBus = new RedisBus(redisTarget, {
@@ -118,10 +121,13 @@ hub = new Hub({
   burst: config.burst,
   presenceLimit: config.presenceLimit,
   maxBuffered: config.maxBuffered,
+  presenceCacheMs: config.presenceCacheMs,
   version: pkg.version,
   log,
   now,
 });
+
+hub.parked(parkedEarly.splice(0));
 
 const serveOptions: ServeOptions = {
   port: config.port,

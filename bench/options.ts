@@ -26,6 +26,9 @@ generator (bench/loadgen.c) and writes bench/RESULTS.md.
                                                                   127.0.0.1:6379
                        signaller-bun-redis-2, signaller-deno-redis-2
                                                                   two nodes on that Redis
+                       signaller-bun-redis-2-nostreams, signaller-deno-redis-2-nostreams
+                                                                  two nodes on that Redis,
+                                                                  --history 0 (relay)
                        signaller-bun-redis-3, signaller-deno-redis-3
                                                                   three nodes on that Redis
                                                                   (fan-out, relay)
@@ -146,6 +149,13 @@ export function parseOptions(args: string[]): BenchOptions {
       continue;
     }
     switch (args[i]) {
+      case "--quick":
+      case "--no-pin":
+      case "--no-spin":
+        break;
+      case "--render":
+        i++;
+        break;
       case "--only":
         o.only = v.split(",");
         i++;

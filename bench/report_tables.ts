@@ -316,7 +316,9 @@ export function redisTables(t: Tables): string[] {
     "(deliveries/s, and deliveries per server CPU-second in brackets). With message streams " +
     "(the default) each `/pubmsg` and `/privmsg` is one Lua script that numbers, stores and " +
     "publishes it; a sender's window of messages goes to Redis back to back (pipelined), so a " +
-    "window costs about one round trip, not one per message.",
+    "window costs about one round trip, not one per message. The targets with streams off " +
+    "(`--history 0`) compare with memory mode with streams off: there a relay to the other node " +
+    "reads the target's presence from the node's presence cache, not from Redis.",
     "",
     ...head([...REDIS_HEAD, "vs memory mode", "notes"]),
     ...redisRows(t, (target, phase) => [

@@ -99,6 +99,8 @@ export const TARGET_LABELS: Record<string, string> = {
   "signaller-bun-redis-cluster-3": "Signaller (Bun, Redis Cluster, 3 nodes)",
   "signaller-deno-redis-cluster": "Signaller (Deno, Redis Cluster)",
   "signaller-deno-redis-cluster-3": "Signaller (Deno, Redis Cluster, 3 nodes)",
+  "signaller-bun-redis-2-nostreams": "Signaller (Bun, Redis, 2 nodes, streams off)",
+  "signaller-deno-redis-2-nostreams": "Signaller (Deno, Redis, 2 nodes, streams off)",
   "signaller-bun-nostreams": "Signaller (Bun, streams off)",
   "signaller-deno-nostreams": "Signaller (Deno, streams off)",
   "signaller-bun-peerjs": "Signaller's PeerJS endpoint (Bun)",
@@ -113,8 +115,8 @@ export function label(target: string): string {
 }
 
 /**
- * Targets on one Redis and the memory-mode target of the same runtime they are
- * compared to.
+ * Redis-mode targets and the memory-mode target of the same runtime (and the same
+ * `--history`) they are compared to.
  */
 export const MEMORY_MODE: Record<string, string> = {
   "signaller-bun-redis": "signaller-bun",
@@ -123,6 +125,8 @@ export const MEMORY_MODE: Record<string, string> = {
   "signaller-deno-redis": "signaller-deno",
   "signaller-deno-redis-2": "signaller-deno",
   "signaller-deno-redis-3": "signaller-deno",
+  "signaller-bun-redis-2-nostreams": "signaller-bun-nostreams",
+  "signaller-deno-redis-2-nostreams": "signaller-deno-nostreams",
 };
 
 /**

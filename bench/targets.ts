@@ -191,6 +191,20 @@ export function discoverTargets(has: Available): Target[] {
         reps: nodes === 3 ? EXTRA_REPS : REDIS_REPS,
       });
     }
+    // Relay between two nodes with streams off: what the presence cache saves (no Redis read
+    // per message), against the same runtime in memory mode with streams off.
+    all.push({
+      name: `signaller-${rt}-redis-2-nostreams`,
+      proto: "signaller",
+      phases: ["relay"],
+      command: (port, { redisPrefix }) => ({
+        cmd: [...exe, ...sigArgs(port), ...storeArgs("single", redisPrefix), "--history", "0"],
+      }),
+      ready: sigReady,
+      redis: "single",
+      nodes: 2,
+      reps: REDIS_REPS,
+    });
   }
   // The same on a Redis Cluster the bench starts: one node, and three sharing the prefix.
   for (const [rt, exe] of has.redisServer ? signallerOn : []) {

@@ -23,6 +23,7 @@ export interface Config {
   maxChannels: number;
   history: number;
   historyTtlMs: number;
+  presenceCacheMs: number;
   shutdownMs: number;
   maxBans: number;
   maxInvites: number;
@@ -73,6 +74,11 @@ export const DEFAULTS = {
   history: 100,
   /** How long a stream's history is kept after its last message, ms. */
   historyTtlMs: 300_000,
+  /**
+   * How long a node remembers that a peer on another node is online, for relays kept in no
+   * stream, ms; every change of the peer's presence is also sent to every node at once.
+   */
+  presenceCacheMs: 1_000,
   /** Bans one channel may hold. */
   maxBans: 1000,
   /** Pending invites one channel may hold. */
@@ -241,6 +247,13 @@ export const OPTIONS: Record<Exclude<keyof Config, "help">, Option> = {
     def: String(DEFAULTS.historyTtlMs),
     kind: "int",
     help: "how long a stream's history is kept after its last message",
+  },
+  presenceCacheMs: {
+    flag: "presence-cache-ms",
+    env: "SIGNALLER_PRESENCE_CACHE_MS",
+    def: String(DEFAULTS.presenceCacheMs),
+    kind: "int",
+    help: "how long a peer on another node is known online without a store read (0: always read)",
   },
   maxBans: {
     flag: "max-bans",

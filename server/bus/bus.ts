@@ -41,6 +41,8 @@ export interface Envelope {
   drop?: string;
   /** On `p:<peer>`: close this session of the peer with 4002 (taken over). */
   replace?: string;
+  /** On `all`: these peers' presence changed; forget what was cached of them. */
+  presence?: string[];
 }
 
 /** Receives envelopes published by other nodes. */

@@ -14,7 +14,7 @@
  * @module
  */
 import type { Bus, Deliver, Envelope } from "./bus.ts";
-import { decodeEnvelope, encodeEnvelope } from "./envelope.ts";
+import { decodeEnvelopes, encodeBatch, encodeEnvelope } from "./envelope.ts";
 import { DEFAULTS } from "../config.ts";
 import type { Logger } from "../log.ts";
 import {
@@ -62,6 +62,15 @@ export interface RedisBusOptions {
 
 /** SUBSCRIBE arguments per command when (re-)subscribing many topics at once. */
 const SUBSCRIBE_CHUNK = 1000;
+/** Envelopes one published batch holds at most. */
+const BATCH_MAX = 256;
+
+/** Envelopes for one Redis channel, published together. */
+interface Batch {
+  channel: string;
+  sharded: boolean;
+  envs: Envelope[];
+}
 
 /** Carries envelopes between nodes over Redis pub/sub. */
 export class RedisBus implements Bus {
@@ -76,6 +85,8 @@ export class RedisBus implements Bus {
   #topics = new Set<string>();
   /** Subscriptions not yet confirmed by Redis, with what resolves their confirmation. */
   #pending = new Map<string, { done: Promise<void>; resolve: () => void }>();
+  /** What this turn published, in order; consecutive envelopes to one topic share a batch. */
+  #out: Batch[] = [];
 
   /** Connects a publisher and a subscriber in the background; both reconnect by themselves. */
   constructor(target: RedisTarget, options: RedisBusOptions) {
@@ -107,15 +118,37 @@ export class RedisBus implements Bus {
     return this.#pub.status === "ready" && this.#sub.status === "ready";
   }
 
-  /** Publishes `env` to `topic`; dropped while Redis is down (the hub checks {@linkcode up}). */
+  /**
+   * Publishes `env` to `topic` at the end of this turn; dropped while Redis is
+   * down (the hub checks {@linkcode up}). Envelopes published one after the
+   * other to the same topic (a burst of relays to one peer) leave as one
+   * message; the order of everything published is kept.
+   */
   publish(topic: string, env: Envelope): void {
     if (this.#pub.status !== "ready") return;
     const channel = busChannel(this.#prefix, topic);
-    const payload = encodeEnvelope(this.#node, env);
-    const sent = this.#sharded && tagged(topic)
-      ? this.#pub.spublish(channel, payload)
-      : this.#pub.publish(channel, payload);
-    sent.catch(() => {});
+    const last = this.#out[this.#out.length - 1];
+    if (last?.channel === channel && last.envs.length < BATCH_MAX) {
+      last.envs.push(env);
+      return;
+    }
+    if (this.#out.length === 0) setImmediate(() => this.#flush());
+    this.#out.push({ channel, sharded: this.#sharded && tagged(topic), envs: [env] });
+  }
+
+  #flush(): void {
+    const out = this.#out;
+    this.#out = [];
+    if (this.#pub.status !== "ready") return;
+    for (const { channel, sharded, envs } of out) {
+      const payload = envs.length === 1
+        ? encodeEnvelope(this.#node, envs[0])
+        : encodeBatch(this.#node, envs);
+      const sent = sharded
+        ? this.#pub.spublish(channel, payload)
+        : this.#pub.publish(channel, payload);
+      sent.catch(() => {});
+    }
   }
 
   subscribe(topic: string): Promise<void> {
@@ -144,6 +177,7 @@ export class RedisBus implements Bus {
   }
 
   async close(): Promise<void> {
+    this.#flush();
     this.#confirm([...this.#pending.keys()]);
     this.#topics.clear();
     await Promise.all([endRedis(this.#pub), endRedis(this.#sub)]);
@@ -186,7 +220,6 @@ export class RedisBus implements Bus {
   #receive(channel: string, payload: string): void {
     const topic = topicOf(this.#prefix, channel);
     if (topic === null) return;
-    const env = decodeEnvelope(payload, this.#node);
-    if (env !== null) this.#deliver(topic, env);
+    for (const env of decodeEnvelopes(payload, this.#node)) this.#deliver(topic, env);
   }
 }

@@ -203,13 +203,24 @@ function cors(req: Request, allowed: string[] | undefined): Headers {
  * when `dst` is connected here, else once the store said where it is.
  */
 function relay(hub: Hub, from: Session, dst: string, text: string): boolean | Promise<boolean> {
+  relaying = text;
   try {
     const r = hub.relay(from, { peer: PREFIX + dst, text });
     return r instanceof Promise ? r.then(() => true, delivered) : true;
   } catch (e) {
     return delivered(e);
+  } finally {
+    relaying = undefined;
   }
 }
+
+/**
+ * The PeerJS message being relayed, while the core delivers it within the
+ * same call to a target on this node: the target's socket sends it as it is
+ * instead of reading it back out of the core's event. (The core delivers
+ * nothing else meanwhile; what it delivers later, or from the bus, is read.)
+ */
+let relaying: string | undefined;
 
 /** Whether a refused relay is over (true) or its target is not connected (false). */
 function delivered(e: unknown): boolean {
@@ -330,7 +341,7 @@ class PeerjsSocket extends JsonSocket {
   /** A core event for this socket: a relayed message's text is the PeerJS message itself. */
   #event(event: string): void {
     if (!event.startsWith(`{"type":"privmsg"`)) return;
-    const text = relayedText(event);
+    const text = relaying ?? relayedText(event);
     this.conn.send(text);
     // A relayed message has `type` first, as the peerjs client writes it: `{"type":"OFFER",…`.
     const type = text.startsWith(`{"type":"`) ? text.slice(9, text.indexOf(`"`, 9)) : "";

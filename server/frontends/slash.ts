@@ -16,7 +16,6 @@ import {
   commandName,
   type ErrorReply,
   MAX_QUEUED_FRAMES,
-  type OkReply,
   parseCommand,
 } from "../../protocol/mod.ts";
 import { type Connection, type Hub, Ordered, Refusal, type Session } from "../hub/mod.ts";
@@ -130,9 +129,11 @@ class SlashSocket implements SocketHandler {
     return this.#ok(c.cmd, out);
   }
 
+  /** `{"type":"ok","cmd":…,"data":…}`, as `JSON.stringify` of an `OkReply` writes it. */
   #ok(cmd: CommandName, data: unknown): string {
-    const reply: OkReply = { type: "ok", cmd, data };
-    return JSON.stringify(reply);
+    return data === undefined
+      ? '{"type":"ok","cmd":"' + cmd + '"}'
+      : '{"type":"ok","cmd":"' + cmd + '","data":' + JSON.stringify(data) + "}";
   }
 
   #error(cmd: string | null, code: Code, message: string, retryAfterMs?: number): string {

@@ -16,6 +16,7 @@ import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import { type Awaitable, type Fail, failed, type Store } from "../store/store.ts";
 import type { Delivery } from "./delivery.ts";
+import type { PresenceCache } from "./presence.ts";
 
 /** An ICE server handed out in the `descp` reply. */
 export interface IceServer {
@@ -76,6 +77,8 @@ export class Context {
   readonly store: Store;
   readonly bus: Bus;
   readonly delivery: Delivery;
+  /** Remote peers known online, for relays kept in no stream. */
+  readonly presence: PresenceCache;
   readonly metrics: Metrics;
   readonly log: Logger;
   readonly now: () => number;
@@ -88,6 +91,7 @@ export class Context {
     this.store = parts.store;
     this.bus = parts.bus;
     this.delivery = parts.delivery;
+    this.presence = parts.presence;
     this.metrics = parts.metrics;
     this.log = parts.log;
     this.now = parts.now;

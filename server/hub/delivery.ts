@@ -283,7 +283,8 @@ export class Delivery {
   toPeer(id: string, out: Outbound): void {
     const s = this.peers.get(id);
     if (s !== undefined) {
-      this.send(s, out.text, peerTopic(id), out.seq);
+      // The stream's name only matters to a session holding events back.
+      this.send(s, out.text, s.holding ? peerTopic(id) : undefined, out.seq);
       if (!s.countsOut) this.#o.metrics.countOut(s.frontend, out.type);
     } else this.#o.bus.publish(peerTopic(id), { type: out.type, text: out.text });
   }

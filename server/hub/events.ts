@@ -12,13 +12,25 @@ export interface Outbound {
   readonly seq?: number;
 }
 
+/** A `privmsg` or `pubmsg` event. */
+type MessageEvent = EventOf<"privmsg"> | EventOf<"pubmsg">;
+
 /**
- * The JSON of a stream message without its closing brace: the stream appends
- * `,"seq":N}` once it has numbered the message.
+ * The JSON of a message event without its closing brace: a stream appends
+ * `,"seq":N}` once it has numbered the message. Written field by field, in
+ * the order `JSON.stringify` of the event would give and with the same bytes
+ * (`id` is hex, `channel` is `#` and hex, `ts` an integer), so that only the
+ * strings a client chose are escaped.
  */
-export function head<T extends "pubmsg" | "privmsg">(event: EventOf<T> & { type: T }): string {
-  const text = JSON.stringify(event);
-  return text.slice(0, -1);
+export function head(e: MessageEvent): string {
+  const where = "to" in e ? ',"to":' + JSON.stringify(e.to) : ',"channel":"' + e.channel + '"';
+  return '{"type":"' + e.type + '","id":"' + e.id + '","ts":' + e.ts + ',"from":' +
+    JSON.stringify(e.from) + where + ',"text":' + JSON.stringify(e.text);
+}
+
+/** A message event kept in no stream, serialized once as {@linkcode head} writes it. */
+export function message(event: MessageEvent): Outbound {
+  return { type: event.type, text: head(event) + "}" };
 }
 
 /** A `quit` event: `peer` left `channel` (by `/quit`, or its grace ended). */

@@ -16,6 +16,7 @@ import { randomToken, sameSecret, sha256 } from "../secrets.ts";
 import { failed } from "../store/store.ts";
 import { type Context, explain, refuse } from "./context.ts";
 import { quitEvent } from "./events.ts";
+import { presenceChanged } from "./presence.ts";
 import type { Session } from "./session.ts";
 import * as streams from "./streams.ts";
 
@@ -122,8 +123,11 @@ async function take(
   const claimed = r;
   // The claim holds the id now: any other session of it is over, here or elsewhere.
   const old = ctx.delivery.peers.get(t.id);
-  if (claimed.replaced !== undefined && old?.nonce !== claimed.replaced.session) {
-    ctx.bus.publish(peerTopic(t.id), { replace: claimed.replaced.session });
+  if (claimed.replaced !== undefined) {
+    if (old?.nonce !== claimed.replaced.session) {
+      ctx.bus.publish(peerTopic(t.id), { replace: claimed.replaced.session });
+    }
+    presenceChanged(ctx, [t.id]);
   }
   if (s.gone) {
     // The socket closed while the claim was in flight: the peer starts its grace now.
@@ -209,7 +213,9 @@ function release(
   nonce: string,
   graceMs: number = ctx.options.graceMs,
 ): Promise<void> {
+  // Told once the store has it: a node that reads the presence after that sees the grace.
   return ctx.timed(ctx.store.releasePeer(id, nonce, ctx.now() + graceMs))
+    .then(() => presenceChanged(ctx, [id]))
     .catch((e) => ctx.unexpected("release", e, { peer: id }));
 }
 
@@ -259,5 +265,6 @@ export async function expire(ctx: Context): Promise<string[]> {
       ctx.delivery.toChannel(t.channel, quitEvent(ctx, t.channel, gone.id, "disconnect"));
     }
   }
+  presenceChanged(ctx, ids);
   return ids;
 }

@@ -6,8 +6,9 @@
 import { Codes, type CommandArgs, type EventOf, type ReplyData } from "../../protocol/mod.ts";
 import { newId } from "../ids.ts";
 import { type Context, refuse, type Result } from "./context.ts";
-import { encode, head } from "./events.ts";
+import { encode, head, message } from "./events.ts";
 import type { Routed } from "../store/store.ts";
+import { presenceChanged } from "./presence.ts";
 import { deliverAppended } from "./streams.ts";
 import type { Session } from "./session.ts";
 
@@ -34,13 +35,20 @@ export function privmsg(
       (r) => routedReply(ctx, c.peer, r, id, ts),
     );
   }
-  const out = encode(event);
+  const out = message(event);
   const target = ctx.delivery.peers.get(c.peer);
   if (target !== undefined) {
     ctx.delivery.toPeer(c.peer, out);
     return awayReply(id, ts, target.peer.away, target.peer.message);
   }
-  return ctx.timed(ctx.store.presence(c.peer)).then((p) => {
+  // On another node: what this node remembers of it, or one store read.
+  const known = ctx.presence.get(c.peer);
+  if (known !== undefined) {
+    ctx.needBus();
+    ctx.delivery.toPeer(c.peer, out);
+    return awayReply(id, ts, known.away, known.message);
+  }
+  return ctx.presence.read(c.peer, () => ctx.timed(ctx.store.presence(c.peer))).then((p) => {
     if (p === null || !p.online) refuse(Codes.ERR_NOSUCHNICK, `No such peer online: ${c.peer}`);
     ctx.needBus();
     ctx.delivery.toPeer(c.peer, out);
@@ -83,7 +91,7 @@ export function pubmsg(ctx: Context, s: Session, c: CommandArgs<"pubmsg">): Resu
       text: c.text,
     };
     if (ctx.store.history === 0) {
-      ctx.delivery.toChannel(c.channel, encode(event), s.id!);
+      ctx.delivery.toChannel(c.channel, message(event), s.id!);
       return { id, ts };
     }
     return ctx.then(ctx.store.publish(c.channel, head(event), s.id!), (a) => {
@@ -123,6 +131,7 @@ export async function away(
   const r = await ctx.timed(ctx.store.setAway(id, c.text === undefined ? null : true, c.text));
   s.peer.away = r.away;
   s.peer.message = r.message;
+  presenceChanged(ctx, [id]);
   const channels = r.channels.filter((t) => ctx.showsPresence(t.total)).map((t) => t.channel);
   if (channels.length > 0) {
     const event: EventOf<"away"> = { type: "away", ts: ctx.now(), peer: id, away: r.away };

@@ -55,6 +55,7 @@ import { encode } from "./events.ts";
 import * as identity from "./identity.ts";
 import * as messages from "./messages.ts";
 import * as moderation from "./moderation.ts";
+import { PresenceCache, presenceChanged } from "./presence.ts";
 import { type Connection, Session } from "./session.ts";
 
 export type { Connection, Peer, Translation } from "./session.ts";
@@ -74,6 +75,11 @@ export interface HubOptions extends Partial<CoreOptions> {
   metrics?: Metrics;
   log?: Logger;
   now?: () => number;
+  /**
+   * How long a remote peer's presence is remembered for relays kept in no
+   * stream, ms (0: read the store every time). Default `DEFAULTS.presenceCacheMs`.
+   */
+  presenceCacheMs?: number;
 }
 
 /** Every command of the core, by name: what front-ends call. */
@@ -120,15 +126,20 @@ export class Hub {
       maxBuffered: this.options.maxBuffered,
       drop: (s, code, reason) => identity.drop(this.#ctx, s, code, reason),
     });
+    const now = o.now ?? Date.now;
     this.#ctx = new Context({
       node: this.node,
       options: this.options,
       store: o.store,
       bus,
       delivery,
+      presence: new PresenceCache({
+        ttlMs: o.presenceCacheMs ?? DEFAULTS.presenceCacheMs,
+        now,
+      }),
       metrics: this.metrics,
       log: this.log,
-      now: o.now ?? Date.now,
+      now,
     });
     this.metrics.gauges = () => ({
       connections: delivery.sessions.size,
@@ -256,6 +267,7 @@ export class Hub {
 
   /** An envelope from another node. */
   deliver(topic: string, env: Envelope): void {
+    if (env.presence !== undefined) return this.#ctx.presence.forget(env.presence);
     this.#ctx.delivery.fromBus(
       topic,
       env,
@@ -315,6 +327,14 @@ export class Hub {
       if (s.peer.message !== undefined) p.message = s.peer.message;
       return p;
     }));
+  }
+
+  /**
+   * The store put these peers into their grace on its own (their node was
+   * declared dead, or this node restarted): every node forgets their presence.
+   */
+  parked(ids: string[]): void {
+    presenceChanged(this.#ctx, ids);
   }
 
   /**

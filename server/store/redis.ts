@@ -103,6 +103,11 @@ export interface RedisStoreOptions {
    */
   onDisowned?: (sessions: string[]) => void;
   /**
+   * Called with the peers this store put into their grace on its own: those of a node
+   * declared dead, or of this node's predecessor (a restart).
+   */
+  onParked?: (ids: string[]) => void;
+  /**
    * This node's clock, the one the hub passes times from (`releasePeer`'s
    * `graceUntil`, `expirePeers`' `now`). Default `Date.now`.
    */
@@ -146,6 +151,7 @@ export class RedisStore implements Store {
   #onDeclaredDead?: () => void;
   #onLost?: () => HeldPeer[] | Promise<HeldPeer[]>;
   #onDisowned?: (sessions: string[]) => void;
+  #onParked?: (ids: string[]) => void;
   #log: Logger;
   /** `/pubmsg` appends to one channel not yet sent (see {@linkcode publish}). */
   #appends?: { channel: string; sent: Append[] };
@@ -190,6 +196,7 @@ export class RedisStore implements Store {
     this.#onDeclaredDead = options.onDeclaredDead;
     this.#onLost = options.onLost;
     this.#onDisowned = options.onDisowned;
+    this.#onParked = options.onParked;
     this.#log = options.log ?? silent;
     // Beat as soon as a connection is up, so a reconnected node is not declared dead; the
     // first time, after taking over from a predecessor (even when `ready` timed out).
@@ -486,6 +493,7 @@ export class RedisStore implements Store {
   async #parkAll(r: Reaped): Promise<void> {
     await Promise.all(r.sessions.map((s) => this.#run("park", s.id, s.session, r.graceUntil)));
     await this.#run("reaped", r.node, ...r.sessions.map((s) => s.session));
+    if (r.sessions.length > 0) this.#onParked?.(r.sessions.map((s) => s.id));
   }
 
   async getPeer(id: string): Promise<PeerView | null> {

@@ -388,7 +388,8 @@ const ENV_CASES: Record<string, EnvCase> = {
 // unit tests check that each variable sets the same option. The connection limits and the request
 // head's deadline are observed in edge_test.ts (the per-address limit and --trust-proxy through
 // their variables).
-// REDIS_CLUSTER needs the test cluster: tests/redis start nodes on it with the flag.
+// REDIS_CLUSTER needs the test cluster: tests/redis start nodes on it with the flag. The presence
+// cache shows only between two nodes on Redis: tests/redis/presence_cache_test.ts uses the flag.
 const ELSEWHERE = [
   "REDIS_CLUSTER",
   "SIGNALLER_MAX_CONNS",
@@ -401,6 +402,7 @@ const ELSEWHERE = [
   "SIGNALLER_PEERJS_EXPIRE_MS",
   "SIGNALLER_PEERJS_ALIVE_MS",
   "SIGNALLER_Y_WEBRTC_PING_MS",
+  "SIGNALLER_PRESENCE_CACHE_MS",
 ];
 
 Deno.test("every environment variable of the configuration is observed here or named", () => {

@@ -1,7 +1,12 @@
 /** Unit tests of the envelope wire format between nodes (server/bus/envelope.ts). */
 import assert from "node:assert/strict";
 import type { Envelope } from "../../server/bus/bus.ts";
-import { decodeEnvelope, encodeEnvelope } from "../../server/bus/envelope.ts";
+import {
+  decodeEnvelope,
+  decodeEnvelopes,
+  encodeBatch,
+  encodeEnvelope,
+} from "../../server/bus/envelope.ts";
 
 const ORIGIN = "65a1f0c2e4b0a1b2c3d4e5f6";
 const SELF = "65a1f0c2e4b0a1b2c3d4e5f7";
@@ -71,4 +76,33 @@ Deno.test("an envelope with an empty origin (a store's stream message) reaches e
       text: '{"seq":7}',
     });
   }
+});
+
+Deno.test("a batch decodes on another node as the envelopes it holds, in order", () => {
+  const envs: Envelope[] = [
+    { type: "privmsg", text: '{"type":"privmsg","text":"a"}' },
+    { replace: "s1" },
+    { text: "" },
+    { text: "line\nbreak\n-\n*\n12\n", except: "x" },
+    {},
+    { presence: ["a", "b"] },
+    { text: "🐱 \u2028 last" },
+  ];
+  const payload = encodeBatch(ORIGIN, envs);
+  assert.deepEqual(decodeEnvelopes(payload, SELF), envs);
+  assert.deepEqual(decodeEnvelopes(payload, ORIGIN), []);
+  // One envelope decodes the same either way.
+  const one = encodeEnvelope(ORIGIN, { text: "{}", except: "y" });
+  assert.deepEqual(decodeEnvelopes(one, SELF), [{ text: "{}", except: "y" }]);
+});
+
+Deno.test("a garbled batch decodes to nothing, never to a part of it", () => {
+  const payload = encodeBatch(ORIGIN, [{ text: "abc" }, { text: "defg" }]);
+  for (let cut = ORIGIN.length + 2; cut < payload.length; cut++) {
+    const got = decodeEnvelopes(payload.slice(0, cut), SELF);
+    assert.ok(got.length === 0 || got.length === 1 && got[0].text === "abc", `cut ${cut}`);
+  }
+  assert.deepEqual(decodeEnvelopes(`${ORIGIN}\n*\n{}\nx\nabc`, SELF), []);
+  assert.deepEqual(decodeEnvelopes(`${ORIGIN}\n*\n[1]\n-`, SELF), []);
+  assert.deepEqual(decodeEnvelopes(`${ORIGIN}\n*\n{}\n99\nabc`, SELF), []);
 });
