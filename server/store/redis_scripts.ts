@@ -286,14 +286,38 @@ local function append(name, head, history, ttl, nonce)
   return seq, text
 end
 
+-- The envelope header of a stream message (server/bus/envelope.ts).
+local function header(type_, seq, except)
+  local h = '{"type":"' .. type_ .. '","seq":' .. seq
+  if except then h = h .. ',"except":' .. cjson.encode(except) end
+  return h .. '}'
+end
+
 -- Publishes a stream message to its bus topic in the envelope format (server/bus/envelope.ts),
 -- on the topic's Redis channel as server/bus/redis.ts names it. The origin is empty, never a
 -- node's id: every node delivers it, the sender's one included, so all nodes deliver in seq
 -- order.
 local function deliver(name, type_, seq, text, except)
-  local header = '{"type":"' .. type_ .. '","seq":' .. seq
-  if except then header = header .. ',"except":' .. cjson.encode(except) end
-  redis.call(PUB, P .. '{' .. name .. '}', '\\n' .. header .. '}\\n' .. text)
+  redis.call(PUB, P .. '{' .. name .. '}', '\\n' .. header(type_, seq, except) .. '\\n' .. text)
+end
+
+-- A text's length in UTF-16 units, as the envelope batch format counts it: a byte that continues
+-- a UTF-8 sequence adds nothing, one that starts a four-byte sequence (a surrogate pair) adds one.
+local function utf16Length(text)
+  local _, continuing = string.gsub(text, '[\\128-\\191]', '')
+  local _, astral = string.gsub(text, '[\\240-\\244]', '')
+  return #text - continuing + astral
+end
+
+-- Publishes several stream messages of one topic as one envelope batch (server/bus/envelope.ts):
+-- each item is a seq, a text and its except; one message needs no batch.
+local function deliverAll(name, type_, items)
+  if #items == 1 then return deliver(name, type_, items[1][1], items[1][2], items[1][3]) end
+  local out = { '\\n*' }
+  for i, m in ipairs(items) do
+    out[i + 1] = '\\n' .. header(type_, m[1], m[3]) .. '\\n' .. utf16Length(m[2]) .. '\\n' .. m[2]
+  end
+  redis.call(PUB, P .. '{' .. name .. '}', table.concat(out))
 end
 
 -- The operator check of kick, ban and unban: an error code, or nil when allowed.
@@ -1258,7 +1282,9 @@ redis.call('RPUSH', log, unpack(texts))
 redis.call('LTRIM', log, -tonumber(history), -1)
 redis.call('PEXPIRE', sk, ttl)
 redis.call('PEXPIRE', log, ttl)
-for i = 1, n do deliver(name, 'pubmsg', first + i - 1, texts[i], ARGV[7 + 2 * i]) end
+local items = {}
+for i = 1, n do items[i] = { first + i - 1, texts[i], ARGV[7 + 2 * i] } end
+deliverAll(name, 'pubmsg', items)
 return first
 `,
     decodeNumber,

@@ -48,8 +48,11 @@ function suite(env: RedisTestEnv, where: string): void {
         await c.ok(`/join ${ch1}`);
         await c.ok(`/join ${ch2}`);
       }
-      const texts = Array.from({ length: N }, (_, i) => `m${i}`);
-      const chOf = (i: number) => i % 3 === 2 ? ch2 : ch1;
+      // Non-ASCII, astral and escaped characters: a run of messages to one channel travels
+      // as one batch whose texts are counted in UTF-16 units.
+      const texts = Array.from({ length: N }, (_, i) => `m${i} 弾幕 ü 🎉 "q" \\`);
+      // Runs of seven to one channel, then three to the other.
+      const chOf = (i: number) => i % 10 >= 7 ? ch2 : ch1;
       texts.forEach((t, i) => sender.send(`/pubmsg ${chOf(i)} ${t}`));
       const got = await replies(sender, N);
       const seq = new Map<string, number>();
