@@ -55,6 +55,8 @@ generator (bench/loadgen.c) and writes bench/RESULTS.md.
   --viewers V --senders S --sender-rate R
                      the senders phase: S senders at R msg/s each into V viewers
                      (default 50 at 2 msg/s into 1 000)
+  --minutes M        the whole run ends within M minutes: runs that do not fit are
+                     skipped and listed in the report (default 10; quick 4)
   --no-pin           do not pin servers to CPU 0 and the generator to CPU 1
   --no-spin          no idle-priority spinners keeping both CPUs awake
   --out FILE         where to write the report (raw numbers: bench/.build/<name>.json)
@@ -79,6 +81,8 @@ export interface BenchOptions {
   viewers: number;
   senders: number;
   senderRate: number;
+  /** The whole run ends within this many minutes: no run starts in the last one. */
+  minutes: number;
   pin: boolean;
   spin: boolean;
   out: string;
@@ -96,7 +100,8 @@ type Numeric =
   | "rate"
   | "viewers"
   | "senders"
-  | "senderRate";
+  | "senderRate"
+  | "minutes";
 
 /** Flags that take a positive number: the option, and whether it is rounded to an integer. */
 const NUMERIC: Record<string, [Numeric, boolean]> = {
@@ -112,6 +117,7 @@ const NUMERIC: Record<string, [Numeric, boolean]> = {
   "--viewers": ["viewers", true],
   "--senders": ["senders", true],
   "--sender-rate": ["senderRate", true],
+  "--minutes": ["minutes", false],
 };
 
 /** Parses the command line (see the module doc of `run.ts`). */
@@ -133,6 +139,7 @@ export function parseOptions(args: string[]): BenchOptions {
     viewers: 1000,
     senders: 50,
     senderRate: 2,
+    minutes: quick ? 4 : 10,
     pin: !args.includes("--no-pin"),
     spin: !args.includes("--no-spin"),
     out: quick ? `${BUILD}/RESULTS.quick.md` : `${BENCH}/RESULTS.md`,
@@ -167,13 +174,6 @@ export function parseOptions(args: string[]): BenchOptions {
       case "--out":
         o.out = v;
         i++;
-        break;
-      case "--render":
-        i++;
-        break;
-      case "--quick":
-      case "--no-pin":
-      case "--no-spin":
         break;
       default:
         // A mistyped flag would otherwise start a full run with the defaults.

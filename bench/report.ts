@@ -113,7 +113,7 @@ export function renderReport(meta: RunMeta, records: RunRecord[], summary: strin
         "CPU-seconds are the Redis server's utime+stime over the measured window (other clients " +
         `of that Redis would count too). Redis targets run ${
           meta.settings.redis_reps ?? meta.settings.reps
-        } repetition(s) of each phase, best kept, to keep the whole bench under 10 minutes.`,
+        } repetition(s) of each phase, best kept, to keep the whole bench short.`,
     );
   }
   if (clusterTargets.length) {

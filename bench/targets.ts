@@ -10,7 +10,7 @@ import { run } from "./process.ts";
 import { CLUSTER_SEEDS, REDIS_URL, type RedisKind } from "./redis.ts";
 import type { Phase } from "./results.ts";
 
-/** Repetitions of the Redis targets: they are extra runs, and the whole bench must stay under 10 minutes. */
+/** Repetitions of the Redis targets: they are extra runs, and the whole bench must stay short. */
 export const REDIS_REPS = 2;
 /**
  * Repetitions of the Redis Cluster targets and of the three nodes on one Redis
