@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { group, type Msg, newChannel, peer, type TestClient } from "../support/client.ts";
+import { delay } from "../support/wait.ts";
 import { bbtest, sharedServer } from "../support/server.ts";
 
 const server = await sharedServer();
@@ -104,7 +105,7 @@ bbtest(
 );
 
 bbtest(
-  "a join amid a burst: the joiner gets exactly what members see after its join",
+  "a join amid a burst: the joiner gets the burst from one message on, in order, at least what members see after its join",
   async (rt) => {
     const url = server(rt).url;
     const { g, ch } = await room(url, 2);
@@ -121,9 +122,14 @@ bbtest(
     await y.event("join");
     const at = y.log.findIndex((m) => m.type === "join" && m.peer.id === j.id);
     const afterJoin = y.log.slice(at).filter((m) => m.type === "pubmsg").map((m) => m.text);
-    if (afterJoin.length > 0) await j.events("pubmsg", afterJoin.length);
-    await j.noEvent("pubmsg", 100);
-    assert.deepEqual(texts(j), afterJoin);
+    // Messages published while the join took effect may reach the joiner before members see
+    // its join event (PROTOCOL.md, `/join`): what it gets is a suffix of the burst, no gap.
+    if (afterJoin.length > 0) await j.event("pubmsg", { where: (m) => m.text === "m9" });
+    await delay(100); // and nothing more comes
+    const all = frames.map((f) => f.split(" ")[2]);
+    const got = texts(j);
+    assert.deepEqual(got, all.slice(all.length - got.length), "a suffix of the burst, in order");
+    assert.ok(got.length >= afterJoin.length, "at least what members saw after the join");
   },
 );
 
