@@ -19,11 +19,13 @@ type MessageEvent = EventOf<"privmsg"> | EventOf<"pubmsg">;
  * The JSON of a message event without its closing brace: a stream appends
  * `,"seq":N}` once it has numbered the message. Written field by field, in
  * the order `JSON.stringify` of the event would give and with the same bytes
- * (`id` is hex, `channel` is `#` and hex, `ts` an integer), so that only the
- * strings a client chose are escaped.
+ * (`id` is hex, `ts` an integer), so that only the strings a client chose
+ * (or a front-end mapped, as a y-webrtc topic to a channel) are escaped.
  */
 export function head(e: MessageEvent): string {
-  const where = "to" in e ? ',"to":' + JSON.stringify(e.to) : ',"channel":"' + e.channel + '"';
+  const where = "to" in e
+    ? ',"to":' + JSON.stringify(e.to)
+    : ',"channel":' + JSON.stringify(e.channel);
   return '{"type":"' + e.type + '","id":"' + e.id + '","ts":' + e.ts + ',"from":' +
     JSON.stringify(e.from) + where + ',"text":' + JSON.stringify(e.text);
 }

@@ -23,6 +23,9 @@ Deno.test("head and message: the bytes of JSON.stringify, for privmsg and pubmsg
         const channel = "#" + newId();
         const cm = { type: "pubmsg" as const, id, ts, from: newId(), channel, text };
         assert.equal(head(cm) + "}", JSON.stringify(cm));
+        // y-webrtc topics are free strings: so are the channels they map to.
+        const topic = { ...cm, channel: `y-webrtc:${peer}` };
+        assert.equal(head(topic) + "}", JSON.stringify(topic));
       },
     ),
   );
