@@ -22,6 +22,9 @@
  *   relay    --pairs sender/receiver pairs, each pair closed loop on deliveries.
  *   idle     --conns connections opened as fast as possible (the setup storm),
  *            held, RSS of the server read, then a ping sweep checks they live.
+ *            With --group G each connection also joins a channel after /descp:
+ *            connection i joins channel i / G, so G = 20 gives channels of 20
+ *            members and G >= --conns one channel everyone joins (the join storm).
  *
  * Two nodes of one cluster (--port2): the sender(s) connect to --port; in
  * fanout and latency every other receiver connects to --port2 (half each), in
@@ -83,7 +86,7 @@ static char o_host[64] = "127.0.0.1";
 static int o_port = 0, o_port2 = 0;
 static char o_path[256] = "/";
 static int o_n = 200, o_pairs = 50, o_conns = 1000, o_window = 32, o_rate = 1000;
-static int o_size = 60, o_concurrency = 256, o_srcs = 4;
+static int o_size = 60, o_concurrency = 256, o_srcs = 4, o_group = 0;
 static double o_warmup = 1.0, o_duration = 5.0, o_settle = 2.0, o_drain = 10.0;
 static double o_setup_timeout = 120.0;
 static int o_pid = 0, o_pid2 = 0, o_aux_pid = 0;
@@ -281,6 +284,7 @@ static void send_message(conn *c, uint64_t ts) {
 static void start_setup(conn *c) {
   char buf[512];
   int in_channel = c->role != R_IDLE && o_phase != PH_RELAY;
+  int in_group = c->role == R_IDLE && o_group > 0;
   c->state = S_SETUP;
   switch (o_proto) {
   case P_SIGNALLER:
@@ -290,6 +294,10 @@ static void start_setup(conn *c) {
     if (in_channel) {
       snprintf(buf, sizeof buf, "/join #%s", chan_hex);
       queue_text(c, buf); /* pipelined: replies come back in order */
+      c->awaiting = 2;
+    } else if (in_group) {
+      snprintf(buf, sizeof buf, "/join #%sa%019x", o_tag, (unsigned)(c->idx / o_group));
+      queue_text(c, buf);
       c->awaiting = 2;
     }
     break;
@@ -693,7 +701,7 @@ static void usage(void) {
           "usage: loadgen --proto signaller|ywebrtc|peerjs|floor --port N --phase fanout|latency|relay|idle\n"
           "  [--host 127.0.0.1] [--path /] [--n 200] [--pairs 50] [--conns 1000] [--window 32]\n"
           "  [--rate 1000] [--size 60] [--warmup 1] [--duration 5] [--settle 2] [--drain 10]\n"
-          "  [--concurrency 256] [--srcs 4] [--pid SERVER_PID] [--tag 4HEX]\n"
+          "  [--concurrency 256] [--srcs 4] [--pid SERVER_PID] [--tag 4HEX] [--group G]\n"
           "  [--port2 N --pid2 SECOND_NODE_PID] [--aux-pid PID]\n");
   exit(2);
 }
@@ -730,6 +738,7 @@ static void parse_args(int argc, char **argv) {
     else if (!strcmp(k, "--size")) o_size = atoi(v);
     else if (!strcmp(k, "--concurrency")) o_concurrency = atoi(v);
     else if (!strcmp(k, "--srcs")) o_srcs = atoi(v);
+    else if (!strcmp(k, "--group")) o_group = atoi(v);
     else if (!strcmp(k, "--pid")) o_pid = atoi(v);
     else if (!strcmp(k, "--pid2")) o_pid2 = atoi(v);
     else if (!strcmp(k, "--aux-pid")) o_aux_pid = atoi(v);

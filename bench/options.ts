@@ -15,6 +15,8 @@ export interface BenchOptions {
   warmup: number;
   reps: number;
   conns: number;
+  /** Members of the `members` and `storm` phases. */
+  members: number;
   receivers: number;
   pairs: number;
   window: number;
@@ -30,6 +32,7 @@ type Numeric =
   | "warmup"
   | "reps"
   | "conns"
+  | "members"
   | "receivers"
   | "pairs"
   | "window"
@@ -42,6 +45,7 @@ const NUMERIC: Record<string, [Numeric, boolean]> = {
   "--warmup": ["warmup", false],
   "--reps": ["reps", true],
   "--conns": ["conns", true],
+  "--members": ["members", true],
   "--receivers": ["receivers", true],
   "--pairs": ["pairs", true],
   "--window": ["window", true],
@@ -60,6 +64,7 @@ export function parseOptions(args: string[]): BenchOptions {
     warmup: quick ? 0.3 : 1,
     reps: quick ? 1 : 3,
     conns: quick ? 2000 : 20000,
+    members: quick ? 2000 : 10000,
     receivers: 200,
     pairs: 50,
     window: 32,

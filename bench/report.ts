@@ -10,6 +10,7 @@ import {
   fanoutTable,
   idleTable,
   latencyTable,
+  membersTable,
   redisTables,
   relayTable,
   type Tables,
@@ -56,7 +57,7 @@ export function renderReport(meta: RunMeta, records: RunRecord[], summary: strin
 
   L.push(...fanoutTable(memory), ...latencyTable(memory), ...relayTable(memory));
   if (redisTargets.length) L.push(...redisTables({ meta, results, targets: redisTargets }));
-  L.push(...idleTable(memory));
+  L.push(...idleTable(memory), ...membersTable(memory));
 
   L.push("## Method", "");
   L.push(

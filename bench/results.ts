@@ -7,10 +7,20 @@
  */
 
 /** A load-generator phase. */
-export type Phase = "fanout" | "latency" | "relay" | "idle";
+export type Phase = "fanout" | "latency" | "relay" | "idle" | "members" | "storm";
 
 /** Every phase, in the order a run takes them (the index is part of a run's tag). */
-export const PHASES: readonly Phase[] = ["fanout", "latency", "relay", "idle"];
+export const PHASES: readonly Phase[] = ["fanout", "latency", "relay", "idle", "members", "storm"];
+
+/**
+ * Phases that open connections, hold them and read the server's RSS: idle
+ * connections, members in channels of {@linkcode CHANNEL_SIZE}, and the join
+ * storm (every member joins one channel). They run once, not per repetition.
+ */
+export const MEMORY_PHASES: readonly Phase[] = ["idle", "members", "storm"];
+
+/** Members per channel in the `members` phase. */
+export const CHANNEL_SIZE = 20;
 
 /** What one `loadgen` run printed (fields absent in phases that lack them). */
 export interface LoadgenResult {
@@ -150,7 +160,7 @@ export class Results {
     const key = (r: RunRecord) =>
       phase === "latency"
         ? -(r.result?.lat_p99_us ?? Infinity)
-        : phase === "idle"
+        : MEMORY_PHASES.includes(phase)
         ? -(r.result?.rss_per_conn_b ?? Infinity)
         : (r.result?.deliveries_per_s ?? 0);
     return done.reduce((a, b) => (key(b) > key(a) ? b : a));

@@ -84,7 +84,7 @@ export function discoverTargets(has: Available): Target[] {
     all.push({
       name: `signaller-${rt}`,
       proto: "signaller",
-      phases: ["fanout", "latency", "relay", "idle"],
+      phases: ["fanout", "latency", "relay", "idle", "members", "storm"],
       command: (port) => ({ cmd: [...exe, ...sigArgs(port)] }),
       ready: sigReady,
     });
@@ -121,7 +121,8 @@ export function discoverTargets(has: Available): Target[] {
     all.push({
       name: `floor-${rt}`,
       proto: "floor",
-      phases: ["fanout", "latency", "idle"],
+      // The member phases on a floor: as many sockets, each answered once, no channels.
+      phases: ["fanout", "latency", "idle", "members", "storm"],
       command: (port) => ({ cmd: [...exe, `bench/floor_${rt}.ts`, ...listen(port)] }),
       ready: /floor listening on ws:\/\/[^\s]*:(\d+)\//,
     });
