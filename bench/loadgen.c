@@ -888,6 +888,7 @@ static void run_idle(void) {
   double cpu0 = proc_cpu(o_pid);
   double setup_s = open_range(0, nconns);
   double cpu1 = proc_cpu(o_pid);
+  long rss_done = proc_rss_kb(o_pid); /* at the end of the storm, before it settles */
   int ready = ready_count;
   for (uint64_t until = now_ns() + (uint64_t)(o_settle * 1e9); now_ns() < until;) poll_once(50);
   long rss1 = proc_rss_kb(o_pid);
@@ -906,10 +907,11 @@ static void run_idle(void) {
     poll_once(50);
   }
   printf("{\"ok\":%s,\"conns\":%d,\"ready\":%d,\"held\":%d,\"setup_s\":%.3f,\"setups_per_s\":%.1f,"
-         "\"setup_server_cpu_s\":%.3f,\"rss_before_kb\":%ld,\"rss_after_kb\":%ld,\"rss_per_conn_b\":%.1f,"
+         "\"setup_server_cpu_s\":%.3f,\"rss_before_kb\":%ld,\"rss_done_kb\":%ld,\"rss_after_kb\":%ld,"
+         "\"rss_per_conn_b\":%.1f,"
          "\"errors\":%zu,",
          held == nconns ? "true" : "false", nconns, ready, held, setup_s, ready / (setup_s > 0 ? setup_s : 1e-9),
-         o_pid > 0 ? cpu1 - cpu0 : -1.0, rss0, rss1,
+         o_pid > 0 ? cpu1 - cpu0 : -1.0, rss0, rss_done, rss1,
          ready > 0 && rss0 >= 0 ? (double)(rss1 - rss0) * 1024.0 / ready : -1.0, total_errors);
   print_common();
   printf("}\n");

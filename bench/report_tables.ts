@@ -233,8 +233,9 @@ export function membersTable(t: Tables): string[] {
     "or of one channel that every member joins (the join storm: with the server's defaults each " +
     "join is announced to the members already there until the channel passes the presence " +
     "limit of 1 000, and each `/join` reply lists the first 500 members). Complete = every " +
-    "`/join` answered, from the first connect. RSS is read after the settle time, once the " +
-    "storm's events have left. The floors hold as many sockets, each answered once, with no " +
+    "`/join` answered, from the first connect. RSS is read when the last `/join` is answered " +
+    "and after the settle time (5 s; the storm 30 s: its events still leave after the last " +
+    "reply, and V8 gives the storm's garbage back some 15 s after it ends). The floors hold as many sockets, each answered once, with no " +
     "channels: what the runtime itself costs.",
     "",
     ...head([
@@ -244,7 +245,8 @@ export function membersTable(t: Tables): string[] {
       "complete in s",
       "server CPU-s",
       "RSS before MiB",
-      "RSS after MiB",
+      "RSS when complete MiB",
+      "RSS settled MiB",
       "RSS per member",
       "notes",
     ]),
@@ -260,6 +262,7 @@ export function membersTable(t: Tables): string[] {
         fmtNum(r?.setup_s, 2),
         fmtNum(r?.setup_server_cpu_s, 2),
         fmtNum((r?.rss_before_kb ?? -1024) / 1024, 1),
+        fmtNum((r?.rss_done_kb ?? -1024) / 1024, 1),
         fmtNum((r?.rss_after_kb ?? -1024) / 1024, 1),
         r?.rss_per_conn_b !== undefined ? `${fmtKiB(r.rss_per_conn_b, 2)} KiB` : "–",
         problemCell(rec),

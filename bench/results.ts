@@ -53,6 +53,8 @@ export interface LoadgenResult {
   setups_per_s?: number;
   setup_server_cpu_s?: number;
   rss_before_kb?: number;
+  /** RSS when the last connection was set up, before the settle time. */
+  rss_done_kb?: number;
   rss_after_kb?: number;
   rss_per_conn_b?: number;
   closes?: Record<string, number>;
