@@ -117,73 +117,10 @@ export function serveHttp(o: HttpServeOptions, handler: HttpHandler): HttpServer
   let stopping = false;
 
   async function connection(conn: Deno.Conn): Promise<void> {
-    const remoteAddr = conn.remoteAddr as Deno.NetAddr;
-    let buf: Uint8Array<ArrayBuffer> = new Uint8Array(0);
     try {
-      if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
-      while (!stopping) {
-        waiting.add(conn);
-        const head = await deadline(conn, o.headerTimeoutMs, () => readHead(conn, buf));
-        waiting.delete(conn);
-        if (head === null) return;
-        buf = head.rest;
-        const req = parseRequest(head.text, scheme, addr);
-        if (typeof req === "number") {
-          await respond(conn, error(req), false, o);
-          return;
-        }
-        let body: Uint8Array<ArrayBuffer> | undefined;
-        if (req.length > 0) {
-          const read = await deadline(
-            conn,
-            o.headerTimeoutMs,
-            () => readBody(conn, buf, req.length),
-          );
-          if (read === null) return;
-          [body, buf] = read;
-        }
-        const request = toRequest(req, body);
-        if (request === undefined) {
-          await respond(conn, error(400), false, o);
-          return;
-        }
-        connections.set(request, conn);
-        let res: Response;
-        try {
-          res = await handler(request, { remoteAddr });
-        } catch (e) {
-          if (e instanceof UpgradeError) res = error(400, e.message);
-          else {
-            onError(e);
-            res = error(500);
-          }
-        }
-        const upgrade = upgrades.get(res);
-        if (upgrade !== undefined) {
-          const { socket, key } = upgrade;
-          sockets.add(socket);
-          try {
-            const accept = await acceptKey(key);
-            await deadline(conn, o.headerTimeoutMs, () =>
-              writeAll(
-                conn,
-                latin1(
-                  "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n" +
-                    `connection: Upgrade\r\nsec-websocket-accept: ${accept}\r\n\r\n`,
-                ),
-              ));
-            // The socket owns the connection from here, with what came after the head.
-            await socket.start(buf);
-          } finally {
-            // Unstarted (the 101 failed): close() ends it and reports the close.
-            socket.close();
-            sockets.delete(socket);
-          }
-          return;
-        }
-        const keep = req.keepAlive && !stopping;
-        if (!(await respond(conn, res, keep, o, req.method === "HEAD"))) return;
-      }
+      // The requests' objects are gone once `requests` returns: an open socket holds none.
+      const upgraded = await requests(conn);
+      if (upgraded !== undefined) await open(conn, upgraded);
     } catch {
       // A reset, a TLS failure or a deadline: the connection is over.
     } finally {
@@ -193,6 +130,77 @@ export function serveHttp(o: HttpServeOptions, handler: HttpHandler): HttpServer
       } catch {
         // Already closed (by a deadline, or by the socket).
       }
+    }
+  }
+
+  /** Runs the WebSocket an upgrade made, with the bytes that came after the request head. */
+  async function open(conn: Deno.Conn, { socket, key, rest }: Upgraded): Promise<void> {
+    sockets.add(socket);
+    try {
+      const accept = await acceptKey(key);
+      await deadline(conn, o.headerTimeoutMs, () =>
+        writeAll(
+          conn,
+          latin1(
+            "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n" +
+              `connection: Upgrade\r\nsec-websocket-accept: ${accept}\r\n\r\n`,
+          ),
+        ));
+      // The socket owns the connection from here.
+      await socket.start(rest);
+    } finally {
+      // Unstarted (the 101 failed): close() ends it and reports the close.
+      socket.close();
+      sockets.delete(socket);
+    }
+  }
+
+  /** Answers the connection's requests until it ends (undefined) or one is a WebSocket upgrade. */
+  async function requests(conn: Deno.Conn): Promise<Upgraded | undefined> {
+    const remoteAddr = conn.remoteAddr as Deno.NetAddr;
+    let buf: Uint8Array<ArrayBuffer> = new Uint8Array(0);
+    if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
+    while (!stopping) {
+      waiting.add(conn);
+      const head = await deadline(conn, o.headerTimeoutMs, () => readHead(conn, buf));
+      waiting.delete(conn);
+      if (head === null) return;
+      buf = head.rest;
+      const req = parseRequest(head.text, scheme, addr);
+      if (typeof req === "number") {
+        await respond(conn, error(req), false, o);
+        return;
+      }
+      let body: Uint8Array<ArrayBuffer> | undefined;
+      if (req.length > 0) {
+        const read = await deadline(
+          conn,
+          o.headerTimeoutMs,
+          () => readBody(conn, buf, req.length),
+        );
+        if (read === null) return;
+        [body, buf] = read;
+      }
+      const request = toRequest(req, body);
+      if (request === undefined) {
+        await respond(conn, error(400), false, o);
+        return;
+      }
+      connections.set(request, conn);
+      let res: Response;
+      try {
+        res = await handler(request, { remoteAddr });
+      } catch (e) {
+        if (e instanceof UpgradeError) res = error(400, e.message);
+        else {
+          onError(e);
+          res = error(500);
+        }
+      }
+      const upgrade = upgrades.get(res);
+      if (upgrade !== undefined) return { ...upgrade, rest: buf };
+      const keep = req.keepAlive && !stopping;
+      if (!(await respond(conn, res, keep, o, req.method === "HEAD"))) return;
     }
   }
 
@@ -240,6 +248,13 @@ export function serveHttp(o: HttpServeOptions, handler: HttpHandler): HttpServer
       await Promise.all([...tasks]);
     },
   };
+}
+
+/** An accepted upgrade: its socket, the client's key, the bytes read after the request head. */
+interface Upgraded {
+  socket: ServerWebSocket;
+  key: string;
+  rest: Uint8Array;
 }
 
 /** A parsed request head. */
