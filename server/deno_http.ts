@@ -118,9 +118,8 @@ export function serveHttp(o: HttpServeOptions, handler: HttpHandler): HttpServer
 
   async function connection(conn: Deno.Conn): Promise<void> {
     try {
-      // The requests' objects are gone once `requests` returns: an open socket holds none.
-      const upgraded = await requests(conn);
-      if (upgraded !== undefined) await open(conn, upgraded);
+      // Ends with the connection: its requests, or the WebSocket one of them opened.
+      await requests(conn);
     } catch {
       // A reset, a TLS failure or a deadline: the connection is over.
     } finally {
@@ -133,30 +132,12 @@ export function serveHttp(o: HttpServeOptions, handler: HttpHandler): HttpServer
     }
   }
 
-  /** Runs the WebSocket an upgrade made, with the bytes that came after the request head. */
-  async function open(conn: Deno.Conn, { socket, key, rest }: Upgraded): Promise<void> {
-    sockets.add(socket);
-    try {
-      const accept = await acceptKey(key);
-      await deadline(conn, o.headerTimeoutMs, () =>
-        writeAll(
-          conn,
-          latin1(
-            "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n" +
-              `connection: Upgrade\r\nsec-websocket-accept: ${accept}\r\n\r\n`,
-          ),
-        ));
-      // The socket owns the connection from here.
-      await socket.start(rest);
-    } finally {
-      // Unstarted (the 101 failed): close() ends it and reports the close.
-      socket.close();
-      sockets.delete(socket);
-    }
-  }
-
-  /** Answers the connection's requests until it ends (undefined) or one is a WebSocket upgrade. */
-  async function requests(conn: Deno.Conn): Promise<Upgraded | undefined> {
+  /**
+   * Answers the connection's requests until it ends, or one is a WebSocket
+   * upgrade: then the socket's run, which ends with the connection. The
+   * requests' objects are gone once this returns: an open socket holds none.
+   */
+  async function requests(conn: Deno.Conn): Promise<void> {
     const remoteAddr = conn.remoteAddr as Deno.NetAddr;
     let buf: Uint8Array<ArrayBuffer> = new Uint8Array(0);
     if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
@@ -198,7 +179,26 @@ export function serveHttp(o: HttpServeOptions, handler: HttpHandler): HttpServer
         }
       }
       const upgrade = upgrades.get(res);
-      if (upgrade !== undefined) return { ...upgrade, rest: buf };
+      if (upgrade !== undefined) {
+        const { socket, key } = upgrade;
+        sockets.add(socket);
+        try {
+          await deadline(conn, o.headerTimeoutMs, async () =>
+            writeAll(
+              conn,
+              latin1(
+                "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n" +
+                  `connection: Upgrade\r\nsec-websocket-accept: ${await acceptKey(key)}\r\n\r\n`,
+              ),
+            ));
+        } catch (e) {
+          // Unstarted: close() ends it and reports the close.
+          forget(socket, sockets);
+          throw e;
+        }
+        // The socket owns the connection from here, with what came after the head.
+        return run(socket, buf, sockets);
+      }
       const keep = req.keepAlive && !stopping;
       if (!(await respond(conn, res, keep, o, req.method === "HEAD"))) return;
     }
@@ -250,11 +250,22 @@ export function serveHttp(o: HttpServeOptions, handler: HttpHandler): HttpServer
   };
 }
 
-/** An accepted upgrade: its socket, the client's key, the bytes read after the request head. */
-interface Upgraded {
-  socket: ServerWebSocket;
-  key: string;
-  rest: Uint8Array;
+/**
+ * Runs an open socket until its connection ends. Apart from the request loop,
+ * so what the socket's run holds on to is the socket and nothing of the requests.
+ */
+function run(
+  socket: ServerWebSocket,
+  initial: Uint8Array,
+  sockets: Set<ServerWebSocket>,
+): Promise<void> {
+  return socket.start(initial).finally(() => forget(socket, sockets));
+}
+
+/** Closes a socket whose connection ended (or never opened) and drops it from `sockets`. */
+function forget(socket: ServerWebSocket, sockets: Set<ServerWebSocket>): void {
+  socket.close();
+  sockets.delete(socket);
 }
 
 /** A parsed request head. */

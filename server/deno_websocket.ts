@@ -127,13 +127,18 @@ export class ServerWebSocket {
    * Opens the socket (its opening handshake was written) and reads frames,
    * `initial` first (bytes that came with the request head), until it closes.
    */
-  async start(initial: Uint8Array): Promise<void> {
-    if (this.readyState !== CONNECTING) return;
+  start(initial: Uint8Array): Promise<void> {
+    if (this.readyState !== CONNECTING) return Promise.resolve();
     this.readyState = OPEN;
     live.add(this);
     sweepAtLeastEvery(Math.min(SWEEP_MS, this.#pingMs / 2));
     this.#call(() => this.onopen?.());
     if (initial.length > 0) this.#take(initial);
+    return this.#run();
+  }
+
+  /** Reads frames until the connection ends, then reports the close. */
+  async #run(): Promise<void> {
     let eof = false;
     try {
       while (!this.#finished && this.#parse()) {
