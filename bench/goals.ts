@@ -263,6 +263,14 @@ const WHY: Record<string, string> = {
   "Deno y-webrtc fan-out through /y-webrtc":
     "Deno has no native publish and y-webrtc's client reads one message per frame: every delivery " +
     "is one `WebSocket.send` op, where the slash protocol on Deno sends a turn's events as one frame.",
+  "Bun RSS per described member":
+    "Bun's floor holds a socket in about 4 KiB; what Signaller adds is its own state, about 2 KiB " +
+    "of live JavaScript heap per member (heap snapshot at 5 000 members: the session, its peer and " +
+    "the memory store's record of it, the socket's handler, batching and ordering objects, the " +
+    "id, name, resume token and its hash, the inbox stream's epoch, and each member's slot in the " +
+    "peer and channel maps), which JavaScriptCore's heap holds at about 1.5× its live size. " +
+    "6 KiB would take about half of that state away: one object per member where the session, " +
+    "handler, connection and ordering objects are now separate.",
   "Bun holds 20 000": FILE_LIMIT,
   "Deno holds 20 000": FILE_LIMIT,
 };
