@@ -187,7 +187,8 @@ function checkMembers(
   const perMember = (phase: "members" | "storm") => {
     const r = results.result(s, phase);
     const b = r?.ok ? r.rss_per_conn_b : undefined;
-    const f = results.result(floor, phase)?.rss_per_conn_b;
+    // A floor has no channels: its members phase is its reference for both.
+    const f = results.result(floor, "members")?.rss_per_conn_b;
     const bare = f === undefined ? "" : `; ${TARGET_LABELS[floor]}: ${fmtKiB(f, 1)} KiB`;
     return { r, b, bare };
   };

@@ -236,7 +236,7 @@ export function membersTable(t: Tables): string[] {
     "`/join` answered, from the first connect. RSS is read when the last `/join` is answered " +
     "and after the settle time (5 s; the storm 30 s: its events still leave after the last " +
     "reply, and V8 gives the storm's garbage back some 15 s after it ends). The floors hold as many sockets, each answered once, with no " +
-    "channels: what the runtime itself costs.",
+    "channels (so no storm): what the runtime itself costs.",
     "",
     ...head([
       "server",

@@ -121,8 +121,8 @@ export function discoverTargets(has: Available): Target[] {
     all.push({
       name: `floor-${rt}`,
       proto: "floor",
-      // The member phases on a floor: as many sockets, each answered once, no channels.
-      phases: ["fanout", "latency", "idle", "members", "storm"],
+      // Members on a floor: as many sockets, each answered once, no channels (so no storm).
+      phases: ["fanout", "latency", "idle", "members"],
       command: (port) => ({ cmd: [...exe, `bench/floor_${rt}.ts`, ...listen(port)] }),
       ready: /floor listening on ws:\/\/[^\s]*:(\d+)\//,
     });
