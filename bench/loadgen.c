@@ -25,6 +25,9 @@
  *   relay    --pairs sender/receiver pairs, each pair closed loop on deliveries.
  *   idle     --conns connections opened as fast as possible (the setup storm),
  *            held, RSS of the server read, then a ping sweep checks they live.
+ *            With --group G each connection also joins a channel after /descp:
+ *            connection i joins channel i / G, so G = 20 gives channels of 20
+ *            members and G >= --conns one channel everyone joins (the join storm).
  *
  * Two or three nodes of one cluster (--port2, --port3): the sender(s) connect
  * to --port; in fanout and latency the receivers take the nodes in turn
@@ -88,7 +91,7 @@ static char o_host[64] = "127.0.0.1";
 static int o_port = 0, o_port2 = 0, o_port3 = 0;
 static char o_path[256] = "/";
 static int o_n = 200, o_pairs = 50, o_conns = 1000, o_window = 32, o_rate = 1000;
-static int o_size = 60, o_concurrency = 256, o_srcs = 4, o_senders = 50;
+static int o_size = 60, o_concurrency = 256, o_srcs = 4, o_senders = 50, o_group = 0;
 static double o_warmup = 1.0, o_duration = 5.0, o_settle = 2.0, o_drain = 10.0;
 static double o_setup_timeout = 120.0;
 static int o_pid = 0, o_pid2 = 0, o_pid3 = 0;
@@ -304,6 +307,7 @@ static void send_message(conn *c, uint64_t ts) {
 static void start_setup(conn *c) {
   char buf[512];
   int in_channel = c->role != R_IDLE && o_phase != PH_RELAY;
+  int in_group = c->role == R_IDLE && o_group > 0;
   c->state = S_SETUP;
   switch (o_proto) {
   case P_SIGNALLER:
@@ -313,6 +317,10 @@ static void start_setup(conn *c) {
     if (in_channel) {
       snprintf(buf, sizeof buf, "/join #%s", chan_hex);
       queue_text(c, buf); /* pipelined: replies come back in order */
+      c->awaiting = 2;
+    } else if (in_group) {
+      snprintf(buf, sizeof buf, "/join #%sa%019x", o_tag, (unsigned)(c->idx / o_group));
+      queue_text(c, buf);
       c->awaiting = 2;
     }
     break;
@@ -723,7 +731,7 @@ static void usage(void) {
           "  --phase fanout|latency|relay|idle|senders [--senders 50]\n"
           "  [--host 127.0.0.1] [--path /] [--n 200] [--pairs 50] [--conns 1000] [--window 32]\n"
           "  [--rate 1000] [--size 60] [--warmup 1] [--duration 5] [--settle 2] [--drain 10]\n"
-          "  [--concurrency 256] [--srcs 4] [--pid SERVER_PID] [--tag 4HEX]\n"
+          "  [--concurrency 256] [--srcs 4] [--pid SERVER_PID] [--tag 4HEX] [--group G]\n"
           "  [--port2 N --pid2 SECOND_NODE_PID [--port3 N --pid3 THIRD_NODE_PID]] [--aux-pid PID]...\n");
   exit(2);
 }
@@ -763,6 +771,7 @@ static void parse_args(int argc, char **argv) {
     else if (!strcmp(k, "--size")) o_size = atoi(v);
     else if (!strcmp(k, "--concurrency")) o_concurrency = atoi(v);
     else if (!strcmp(k, "--srcs")) o_srcs = atoi(v);
+    else if (!strcmp(k, "--group")) o_group = atoi(v);
     else if (!strcmp(k, "--pid")) o_pid = atoi(v);
     else if (!strcmp(k, "--pid2")) o_pid2 = atoi(v);
     else if (!strcmp(k, "--pid3")) o_pid3 = atoi(v);
@@ -938,6 +947,7 @@ static void run_idle(void) {
   double cpu0 = proc_cpu(o_pid);
   double setup_s = open_range(0, nconns);
   double cpu1 = proc_cpu(o_pid);
+  long rss_done = proc_rss_kb(o_pid); /* at the end of the storm, before it settles */
   int ready = ready_count;
   for (uint64_t until = now_ns() + (uint64_t)(o_settle * 1e9); now_ns() < until;) poll_once(50);
   long rss1 = proc_rss_kb(o_pid);
@@ -956,10 +966,11 @@ static void run_idle(void) {
     poll_once(50);
   }
   printf("{\"ok\":%s,\"conns\":%d,\"ready\":%d,\"held\":%d,\"setup_s\":%.3f,\"setups_per_s\":%.1f,"
-         "\"setup_server_cpu_s\":%.3f,\"rss_before_kb\":%ld,\"rss_after_kb\":%ld,\"rss_per_conn_b\":%.1f,"
+         "\"setup_server_cpu_s\":%.3f,\"rss_before_kb\":%ld,\"rss_done_kb\":%ld,\"rss_after_kb\":%ld,"
+         "\"rss_per_conn_b\":%.1f,"
          "\"errors\":%zu,",
          held == nconns ? "true" : "false", nconns, ready, held, setup_s, ready / (setup_s > 0 ? setup_s : 1e-9),
-         o_pid > 0 ? cpu1 - cpu0 : -1.0, rss0, rss1,
+         o_pid > 0 ? cpu1 - cpu0 : -1.0, rss0, rss_done, rss1,
          ready > 0 && rss0 >= 0 ? (double)(rss1 - rss0) * 1024.0 / ready : -1.0, total_errors);
   print_common();
   printf("}\n");

@@ -41,12 +41,15 @@ generator (bench/loadgen.c) and writes bench/RESULTS.md.
                                                                   (fan-out, relay)
                        floor-bun, floor-deno                      the runtimes' bare WebSocket floors
                        y-webrtc, peerjs                           the servers Signaller replaces (node)
-  --phases a,b       phases: fanout, latency, relay, idle, senders (a target runs those it has)
+  --phases a,b       phases: fanout, latency, relay, idle, senders, members (described members
+                     joined to channels of 20), storm (the same members all joining one
+                     channel: the join storm); a target runs those it has
   --duration S       measured seconds per throughput phase (default 5; quick 1)
   --warmup S         warm-up seconds before measuring (default 1; quick 0.3)
   --reps N           repetitions of fanout/latency/relay, best kept (default 3; quick 1;
                      Redis targets at most 2, Redis Cluster and three-node targets 1)
   --conns K          idle connections (default 20 000, capped by the open-files limit)
+  --members M        members of the members and storm phases (default 10 000; quick 2 000)
   --receivers N      fan-out and latency: receivers in the channel (default 200)
   --pairs P          relay: sender/receiver pairs (default 50)
   --window W         un-acknowledged messages per sender (default 32)
@@ -72,6 +75,8 @@ export interface BenchOptions {
   warmup: number;
   reps: number;
   conns: number;
+  /** Members of the `members` and `storm` phases. */
+  members: number;
   receivers: number;
   pairs: number;
   window: number;
@@ -93,6 +98,7 @@ type Numeric =
   | "warmup"
   | "reps"
   | "conns"
+  | "members"
   | "receivers"
   | "pairs"
   | "window"
@@ -109,6 +115,7 @@ const NUMERIC: Record<string, [Numeric, boolean]> = {
   "--warmup": ["warmup", false],
   "--reps": ["reps", true],
   "--conns": ["conns", true],
+  "--members": ["members", true],
   "--receivers": ["receivers", true],
   "--pairs": ["pairs", true],
   "--window": ["window", true],
@@ -131,6 +138,7 @@ export function parseOptions(args: string[]): BenchOptions {
     warmup: quick ? 0.3 : 1,
     reps: quick ? 1 : 3,
     conns: quick ? 2000 : 20000,
+    members: quick ? 2000 : 10000,
     receivers: 200,
     pairs: 50,
     window: 32,

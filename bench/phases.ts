@@ -9,7 +9,14 @@ import type { BenchOptions } from "./options.ts";
 import { BENCH, BUILD, exists } from "./paths.ts";
 import { run, which, wrap } from "./process.ts";
 import { dropPhaseKeys, phasePrefix, redisPids } from "./redis.ts";
-import { type LoadgenResult, type Phase, PHASES, type RunRecord } from "./results.ts";
+import {
+  CHANNEL_SIZE,
+  type LoadgenResult,
+  MEMORY_PHASES,
+  type Phase,
+  PHASES,
+  type RunRecord,
+} from "./results.ts";
 import { running, type Server, startServer, stopServer } from "./servers.ts";
 import type { Target } from "./targets.ts";
 
@@ -42,7 +49,8 @@ function loadgenArgs(
     "--proto",
     t.proto,
     "--phase",
-    phase,
+    // The member phases are the idle storm with a channel to join (`--group`).
+    MEMORY_PHASES.includes(phase) ? "idle" : phase,
     "--host",
     "127.0.0.1",
     "--port",
@@ -78,6 +86,14 @@ function loadgenArgs(
       "--drain",
       "5",
     );
+  } else if (phase === "members" || phase === "storm") {
+    // Channels of 20, or one channel for all (the join storm); floors have no channels.
+    const group = phase === "members" ? CHANNEL_SIZE : o.members;
+    a.push("--conns", String(o.members), "--group", String(group));
+    // The storm's join events are still leaving when the last reply is in, and its garbage
+    // (a 500-member list in every reply) is given back by V8 some 15 s after it ends.
+    const settle = phase === "storm" ? (o.quick ? 10 : 30) : (o.quick ? 2 : 5);
+    a.push("--settle", String(settle));
   } else {
     a.push(
       "--n",
@@ -120,7 +136,7 @@ export async function runPhase(step: Step, o: BenchOptions): Promise<RunRecord> 
     const tag = (0x1000 + rep * 16 + PHASES.indexOf(phase)).toString(16);
     const cmd = wrap([LOADGEN, ...loadgenArgs(step, { servers, o, tag })], o.pin ? 1 : null);
     // Bounded well past what a healthy phase needs: a hung server costs minutes, not the run.
-    const r = await run(cmd, { timeoutMs: phase === "idle" ? 150_000 : 90_000 });
+    const r = await run(cmd, { timeoutMs: MEMORY_PHASES.includes(phase) ? 150_000 : 90_000 });
     const line = r.stdout.trim().split("\n").pop() ?? "";
     let result: LoadgenResult;
     try {

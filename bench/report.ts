@@ -11,6 +11,7 @@ import {
   fanoutTable,
   idleTable,
   latencyTable,
+  membersTable,
   redisTables,
   relayTable,
   sendersTable,
@@ -77,7 +78,7 @@ export function renderReport(meta: RunMeta, records: RunRecord[], summary: strin
   );
   if (redisTargets.length) L.push(...redisTables({ meta, results, targets: redisTargets }));
   if (clusterTargets.length) L.push(...clusterTable({ meta, results, targets: clusterTargets }));
-  L.push(...idleTable(memory));
+  L.push(...idleTable(memory), ...membersTable(memory));
 
   L.push("## Method", "");
   L.push(

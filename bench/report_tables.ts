@@ -22,6 +22,7 @@ import {
   redisCpu,
 } from "./format.ts";
 import {
+  CHANNEL_SIZE,
   label,
   type LoadgenResult,
   MEMORY_MODE,
@@ -249,6 +250,61 @@ export function idleTable(t: Tables): string[] {
       r?.rss_per_conn_b !== undefined ? `${fmtKiB(r.rss_per_conn_b, 2)} KiB` : "–",
       problemCell(rec),
     ]));
+  }
+  L.push("");
+  return L;
+}
+
+/** Members in channels of 20, and the join storm into one channel: time and memory per member. */
+export function membersTable(t: Tables): string[] {
+  const { meta, results } = t;
+  const phases = [["members", `channels of ${CHANNEL_SIZE}`], ["storm", "one channel"]] as const;
+  const ran = t.targets.filter((target) => phases.some(([p]) => results.ran(target, p)));
+  if (!ran.length) return [];
+  const members = meta.settings.members ?? meta.settings.conns;
+  const L = [
+    `## Memory per member: ${members} described members`,
+    "",
+    "Each connection: TCP connect, WebSocket upgrade, `/descp`, then `/join`: of a channel of " +
+    `${CHANNEL_SIZE} (${CHANNEL_SIZE} members a channel, the channels filled one after another), ` +
+    "or of one channel that every member joins (the join storm: with the server's defaults each " +
+    "join is announced to the members already there until the channel passes the presence " +
+    "limit of 1 000, and each `/join` reply lists the first 500 members). Complete = every " +
+    "`/join` answered, from the first connect. RSS is read when the last `/join` is answered " +
+    "and after the settle time (5 s; the storm 30 s: its events still leave after the last " +
+    "reply, and V8 gives the storm's garbage back some 15 s after it ends). The floors hold as many sockets, each answered once, with no " +
+    "channels (so no storm): what the runtime itself costs.",
+    "",
+    ...head([
+      "server",
+      "joined",
+      "held",
+      "complete in s",
+      "server CPU-s",
+      "RSS before MiB",
+      "RSS when complete MiB",
+      "RSS settled MiB",
+      "RSS per member",
+      "notes",
+    ]),
+  ];
+  for (const [phase, what] of phases) {
+    for (const target of ran.filter((x) => results.ran(x, phase))) {
+      const rec = results.best(target, phase);
+      const r = rec?.result ?? undefined;
+      L.push(row([
+        `${label(target)}, ${what}`,
+        fmtNum(r?.ready),
+        fmtNum(r?.held),
+        fmtNum(r?.setup_s, 2),
+        fmtNum(r?.setup_server_cpu_s, 2),
+        fmtNum((r?.rss_before_kb ?? -1024) / 1024, 1),
+        fmtNum((r?.rss_done_kb ?? -1024) / 1024, 1),
+        fmtNum((r?.rss_after_kb ?? -1024) / 1024, 1),
+        r?.rss_per_conn_b !== undefined ? `${fmtKiB(r.rss_per_conn_b, 2)} KiB` : "–",
+        problemCell(rec),
+      ]));
+    }
   }
   L.push("");
   return L;

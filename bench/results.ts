@@ -7,13 +7,38 @@
  */
 
 /** A load-generator phase. */
-export type Phase = "fanout" | "latency" | "relay" | "idle" | "senders";
+export type Phase =
+  | "fanout"
+  | "latency"
+  | "relay"
+  | "idle"
+  | "senders"
+  | "members"
+  | "storm";
 
 /** Every phase, in the order a run takes them (the index is part of a run's tag). */
-export const PHASES: readonly Phase[] = ["fanout", "latency", "relay", "idle", "senders"];
+export const PHASES: readonly Phase[] = [
+  "fanout",
+  "latency",
+  "relay",
+  "idle",
+  "senders",
+  "members",
+  "storm",
+];
 
 /** Phases that measure latency: the repetition with the lowest p99 is kept. */
 export const OPEN_LOOP: readonly Phase[] = ["latency", "senders"];
+
+/**
+ * Phases that open connections, hold them and read the server's RSS: idle
+ * connections, members in channels of {@linkcode CHANNEL_SIZE}, and the join
+ * storm (every member joins one channel). They run once, not per repetition.
+ */
+export const MEMORY_PHASES: readonly Phase[] = ["idle", "members", "storm"];
+
+/** Members per channel in the `members` phase. */
+export const CHANNEL_SIZE = 20;
 
 /** What one `loadgen` run printed (fields absent in phases that lack them). */
 export interface LoadgenResult {
@@ -49,6 +74,8 @@ export interface LoadgenResult {
   setups_per_s?: number;
   setup_server_cpu_s?: number;
   rss_before_kb?: number;
+  /** RSS when the last connection was set up, before the settle time. */
+  rss_done_kb?: number;
   rss_after_kb?: number;
   rss_per_conn_b?: number;
   closes?: Record<string, number>;
@@ -182,7 +209,7 @@ export class Results {
     const key = (r: RunRecord) =>
       OPEN_LOOP.includes(phase)
         ? -(r.result?.lat_p99_us ?? Infinity)
-        : phase === "idle"
+        : MEMORY_PHASES.includes(phase)
         ? -(r.result?.rss_per_conn_b ?? Infinity)
         : (r.result?.deliveries_per_s ?? 0);
     return done.reduce((a, b) => (key(b) > key(a) ? b : a));

@@ -36,7 +36,7 @@ import { BUILD, ROOT } from "./paths.ts";
 import { killAll, startSpinners, which } from "./process.ts";
 import { dropRunKeys, REDIS_URL, redisUp, startCluster, stopCluster } from "./redis.ts";
 import { renderReport, section } from "./report.ts";
-import type { RunMeta, RunRecord } from "./results.ts";
+import { MEMORY_PHASES, type RunMeta, type RunRecord } from "./results.ts";
 import { renderSummary } from "./summary.ts";
 import { discoverTargets, ensureDeps, EXTRA_REPS, REDIS_REPS, type Target } from "./targets.ts";
 
@@ -48,6 +48,7 @@ function capConns(o: BenchOptions, notes: string[]): string | undefined {
   const limit = hardFileLimit();
   // Each connection is one descriptor in the server (and one here); keep room for the rest.
   const maxConns = limit - 100;
+  o.members = Math.min(o.members, maxConns);
   if (o.conns <= maxConns) return undefined;
   const why = `${o.conns.toLocaleString("en-US")} asked; the open-files limit of ${
     limit.toLocaleString("en-US")
@@ -117,7 +118,7 @@ function plan(targets: Target[], o: BenchOptions): Step[] {
   const steps: Step[] = [];
   for (let rep = 1; rep <= o.reps; rep++) {
     for (const phase of o.phases) {
-      if (phase === "idle" && rep > 1) continue;
+      if (MEMORY_PHASES.includes(phase) && rep > 1) continue;
       for (const t of targets) {
         if (t.phases.includes(phase) && rep <= (t.reps ?? o.reps)) steps.push({ t, phase, rep });
       }
@@ -131,10 +132,10 @@ function progress(rec: RunRecord, seconds: number): string {
   const r = rec.result;
   const what = !r
     ? `FAILED ${rec.problem}`
-    : rec.phase === "idle"
-    ? `held ${r.held}/${r.conns}, ${Math.round(r.setups_per_s ?? 0)} setups/s, ${
-      ((r.rss_per_conn_b ?? 0) / 1024).toFixed(2)
-    } KiB/conn`
+    : MEMORY_PHASES.includes(rec.phase)
+    ? `held ${r.held}/${r.conns}, ${Math.round(r.setups_per_s ?? 0)} setups/s in ${
+      (r.setup_s ?? 0).toFixed(1)
+    } s, ${((r.rss_per_conn_b ?? 0) / 1024).toFixed(2)} KiB/conn`
     : `${Math.round(r.deliveries_per_s ?? 0)} deliveries/s, p99 ${
       ((r.lat_p99_us ?? 0) / 1000).toFixed(2)
     } ms, cpu ${r.server_cpu_s}s, ${r.delivered}/${r.expected}${r.ok ? "" : " NOT OK"}`;
@@ -263,6 +264,7 @@ async function main() {
       receivers: o.receivers,
       pairs: o.pairs,
       conns: o.conns,
+      members: o.members,
       window: o.window,
       size: o.size,
       rate: o.rate,

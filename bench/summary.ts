@@ -66,6 +66,20 @@ function memorySummary(
         }/s`,
     );
   }
+  const members = results.result(s, "members"), storm = results.result(s, "storm");
+  if (members?.rss_per_conn_b !== undefined) {
+    bits.push(
+      `keeps ${fmtNum(members.ready)} members in channels of 20 at ${
+        fmtKiB(members.rss_per_conn_b, 1)
+      } KiB each`,
+    );
+  }
+  if (storm?.rss_per_conn_b !== undefined) {
+    bits.push(
+      `takes ${fmtNum(storm.ready)} joining one channel in ${fmtNum(storm.setup_s, 1)} s, ` +
+        `settling at ${fmtKiB(storm.rss_per_conn_b, 1)} KiB per member`,
+    );
+  }
   return bits.length ? `On ${runtime.name}, Signaller ${bits.join("; ")}.` : "";
 }
 

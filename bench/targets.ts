@@ -100,7 +100,7 @@ export function discoverTargets(has: Available): Target[] {
     all.push({
       name: `signaller-${rt}`,
       proto: "signaller",
-      phases: ["fanout", "latency", "relay", "idle", "senders"],
+      phases: ["fanout", "latency", "relay", "idle", "senders", "members", "storm"],
       command: (port) => ({ cmd: [...exe, ...sigArgs(port)] }),
       ready: sigReady,
     });
@@ -137,7 +137,8 @@ export function discoverTargets(has: Available): Target[] {
     all.push({
       name: `floor-${rt}`,
       proto: "floor",
-      phases: ["fanout", "latency", "idle", "senders"],
+      // Members on a floor: as many sockets, each answered once, no channels (so no storm).
+      phases: ["fanout", "latency", "idle", "senders", "members"],
       command: (port) => ({ cmd: [...exe, `bench/floor_${rt}.ts`, ...listen(port)] }),
       ready: /floor listening on ws:\/\/[^\s]*:(\d+)\//,
     });

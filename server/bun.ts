@@ -15,7 +15,8 @@ import type { Listener, ServeOptions } from "./serve.ts";
 interface BunSocket {
   data: {
     remote: string;
-    url: URL;
+    /** The upgrade's URL, until the socket opens (an open socket holds none). */
+    url?: URL;
     frontend: Frontend;
     handler?: SocketHandler;
     /** The front-end's own ping period: whether the last ping got its pong, and the timer. */
@@ -126,10 +127,11 @@ export function serve(
       publishToSelf: false,
       open(ws: BunSocket) {
         const { frontend, remote, url } = ws.data;
+        ws.data.url = undefined;
         ws.data.handler = frontend.open(
           hub,
           new BunConnection(ws, remote, frontend.batch ?? true),
-          url,
+          url!,
         );
         if (frontend.pingMs !== undefined) {
           // Bun's own pings follow the server-wide idle timeout: this front-end wants its own.

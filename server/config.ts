@@ -91,8 +91,8 @@ export const DEFAULTS = {
   shutdownMs: 10_000,
   /**
    * Open WebSockets a node serves (0: no limit). An idle described connection
-   * costs up to about 47 KiB on Deno and 5 KiB on Bun, so 10 000 stay near
-   * 500 MB at most, and with one descriptor each they stay well below the
+   * costs about 13 KiB on Deno and 5 KiB on Bun, so 10 000 stay near 200 MB
+   * at most, and with one descriptor each they stay well below the
    * open-files limit a service is usually given; raise it (and `ulimit -n`)
    * for bigger nodes.
    */

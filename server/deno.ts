@@ -10,7 +10,7 @@ import { Batched } from "./batch.ts";
 import { DEFAULTS } from "./config.ts";
 import { serveHttp, upgradeWebSocket } from "./deno_http.ts";
 import type { ServerWebSocket } from "./deno_websocket.ts";
-import { type Frontend, route } from "./frontends/frontend.ts";
+import { type Frontend, route, type SocketHandler } from "./frontends/frontend.ts";
 import type { Connection, Hub } from "./hub/mod.ts";
 import { handleHttp, originAllowed } from "./http.ts";
 import type { Listener, ServeOptions } from "./serve.ts";
@@ -58,12 +58,43 @@ class DenoConnection extends Batched implements Connection {
   }
 }
 
+/**
+ * Hands the socket to `frontend` once it opens. Its handlers are made here, apart
+ * from the upgrade's scope, so an open socket holds no request, URL or headers.
+ */
+function attach(
+  socket: ServerWebSocket,
+  open: () => SocketHandler,
+  release: (() => void) | undefined,
+): void {
+  socket.onclose = () => release?.();
+  socket.onopen = () => listen(socket, open(), release);
+}
+
+function listen(
+  socket: ServerWebSocket,
+  handler: SocketHandler,
+  release: (() => void) | undefined,
+): void {
+  socket.onopen = null;
+  socket.onmessage = (e) =>
+    typeof e.data === "string"
+      ? handler.text(e.data)
+      : handler.binary(new Uint8Array(e.data as ArrayBuffer));
+  socket.onclose = (e) => {
+    release?.();
+    // A connection lost without a close frame is 1006.
+    handler.closed(e.wasClean ? e.code : 1006);
+  };
+}
+
 /** Serves the hub's front-ends on Deno. */
 export function serve(
   hub: Hub,
   frontends: readonly Frontend[],
   o: ServeOptions,
 ): Promise<Listener> {
+  const onError = (e: unknown) => hub.unexpected("socket handler", e);
   return new Promise((resolve) => {
     const server = serveHttp({
       port: o.port,
@@ -86,27 +117,18 @@ export function serve(
       if (frontend === undefined) return new Response("not found\n", { status: 404 });
       const { socket, response } = upgradeWebSocket(req, {
         maxPayload: o.maxPayload,
-        onError: (e) => hub.unexpected("socket handler", e),
+        onError,
         // A socket idle this long is pinged, and closed when no pong follows.
         pingMs: frontend.pingMs,
       });
       const admitted = o.guard?.admit(req, info.remoteAddr.hostname);
       if (admitted instanceof Response) return admitted;
       const remote = admitted?.address ?? info.remoteAddr.hostname;
-      socket.onclose = () => admitted?.release();
-      socket.onopen = () => {
-        const conn = new DenoConnection(socket, remote, frontend.batch ?? true);
-        const handler = frontend.open(hub, conn, url);
-        socket.onmessage = (e) =>
-          typeof e.data === "string"
-            ? handler.text(e.data)
-            : handler.binary(new Uint8Array(e.data as ArrayBuffer));
-        socket.onclose = (e) => {
-          admitted?.release();
-          // A connection lost without a close frame is 1006.
-          handler.closed(e.wasClean ? e.code : 1006);
-        };
-      };
+      attach(
+        socket,
+        () => frontend.open(hub, new DenoConnection(socket, remote, frontend.batch ?? true), url),
+        admitted?.release,
+      );
       return response;
     });
   });

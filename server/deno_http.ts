@@ -117,73 +117,9 @@ export function serveHttp(o: HttpServeOptions, handler: HttpHandler): HttpServer
   let stopping = false;
 
   async function connection(conn: Deno.Conn): Promise<void> {
-    const remoteAddr = conn.remoteAddr as Deno.NetAddr;
-    let buf: Uint8Array<ArrayBuffer> = new Uint8Array(0);
     try {
-      if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
-      while (!stopping) {
-        waiting.add(conn);
-        const head = await deadline(conn, o.headerTimeoutMs, () => readHead(conn, buf));
-        waiting.delete(conn);
-        if (head === null) return;
-        buf = head.rest;
-        const req = parseRequest(head.text, scheme, addr);
-        if (typeof req === "number") {
-          await respond(conn, error(req), false, o);
-          return;
-        }
-        let body: Uint8Array<ArrayBuffer> | undefined;
-        if (req.length > 0) {
-          const read = await deadline(
-            conn,
-            o.headerTimeoutMs,
-            () => readBody(conn, buf, req.length),
-          );
-          if (read === null) return;
-          [body, buf] = read;
-        }
-        const request = toRequest(req, body);
-        if (request === undefined) {
-          await respond(conn, error(400), false, o);
-          return;
-        }
-        connections.set(request, conn);
-        let res: Response;
-        try {
-          res = await handler(request, { remoteAddr });
-        } catch (e) {
-          if (e instanceof UpgradeError) res = error(400, e.message);
-          else {
-            onError(e);
-            res = error(500);
-          }
-        }
-        const upgrade = upgrades.get(res);
-        if (upgrade !== undefined) {
-          const { socket, key } = upgrade;
-          sockets.add(socket);
-          try {
-            const accept = await acceptKey(key);
-            await deadline(conn, o.headerTimeoutMs, () =>
-              writeAll(
-                conn,
-                latin1(
-                  "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n" +
-                    `connection: Upgrade\r\nsec-websocket-accept: ${accept}\r\n\r\n`,
-                ),
-              ));
-            // The socket owns the connection from here, with what came after the head.
-            await socket.start(buf);
-          } finally {
-            // Unstarted (the 101 failed): close() ends it and reports the close.
-            socket.close();
-            sockets.delete(socket);
-          }
-          return;
-        }
-        const keep = req.keepAlive && !stopping;
-        if (!(await respond(conn, res, keep, o, req.method === "HEAD"))) return;
-      }
+      // Ends with the connection: its requests, or the WebSocket one of them opened.
+      await requests(conn);
     } catch {
       // A reset, a TLS failure or a deadline: the connection is over.
     } finally {
@@ -193,6 +129,78 @@ export function serveHttp(o: HttpServeOptions, handler: HttpHandler): HttpServer
       } catch {
         // Already closed (by a deadline, or by the socket).
       }
+    }
+  }
+
+  /**
+   * Answers the connection's requests until it ends, or one is a WebSocket
+   * upgrade: then the socket's run, which ends with the connection. The
+   * requests' objects are gone once this returns: an open socket holds none.
+   */
+  async function requests(conn: Deno.Conn): Promise<void> {
+    const remoteAddr = conn.remoteAddr as Deno.NetAddr;
+    let buf: Uint8Array<ArrayBuffer> = new Uint8Array(0);
+    if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
+    while (!stopping) {
+      waiting.add(conn);
+      const head = await deadline(conn, o.headerTimeoutMs, () => readHead(conn, buf));
+      waiting.delete(conn);
+      if (head === null) return;
+      buf = head.rest;
+      const req = parseRequest(head.text, scheme, addr);
+      if (typeof req === "number") {
+        await respond(conn, error(req), false, o);
+        return;
+      }
+      let body: Uint8Array<ArrayBuffer> | undefined;
+      if (req.length > 0) {
+        const read = await deadline(
+          conn,
+          o.headerTimeoutMs,
+          () => readBody(conn, buf, req.length),
+        );
+        if (read === null) return;
+        [body, buf] = read;
+      }
+      const request = toRequest(req, body);
+      if (request === undefined) {
+        await respond(conn, error(400), false, o);
+        return;
+      }
+      connections.set(request, conn);
+      let res: Response;
+      try {
+        res = await handler(request, { remoteAddr });
+      } catch (e) {
+        if (e instanceof UpgradeError) res = error(400, e.message);
+        else {
+          onError(e);
+          res = error(500);
+        }
+      }
+      const upgrade = upgrades.get(res);
+      if (upgrade !== undefined) {
+        const { socket, key } = upgrade;
+        sockets.add(socket);
+        try {
+          await deadline(conn, o.headerTimeoutMs, async () =>
+            writeAll(
+              conn,
+              latin1(
+                "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n" +
+                  `connection: Upgrade\r\nsec-websocket-accept: ${await acceptKey(key)}\r\n\r\n`,
+              ),
+            ));
+        } catch (e) {
+          // Unstarted: close() ends it and reports the close.
+          forget(socket, sockets);
+          throw e;
+        }
+        // The socket owns the connection from here, with what came after the head.
+        return run(socket, buf, sockets);
+      }
+      const keep = req.keepAlive && !stopping;
+      if (!(await respond(conn, res, keep, o, req.method === "HEAD"))) return;
     }
   }
 
@@ -240,6 +248,24 @@ export function serveHttp(o: HttpServeOptions, handler: HttpHandler): HttpServer
       await Promise.all([...tasks]);
     },
   };
+}
+
+/**
+ * Runs an open socket until its connection ends. Apart from the request loop,
+ * so what the socket's run holds on to is the socket and nothing of the requests.
+ */
+function run(
+  socket: ServerWebSocket,
+  initial: Uint8Array,
+  sockets: Set<ServerWebSocket>,
+): Promise<void> {
+  return socket.start(initial).finally(() => forget(socket, sockets));
+}
+
+/** Closes a socket whose connection ended (or never opened) and drops it from `sockets`. */
+function forget(socket: ServerWebSocket, sockets: Set<ServerWebSocket>): void {
+  socket.close();
+  sockets.delete(socket);
 }
 
 /** A parsed request head. */

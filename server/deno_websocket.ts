@@ -12,8 +12,14 @@
 /** The standard `readyState` values. */
 const CONNECTING = 0, OPEN = 1, CLOSING = 2, CLOSED = 3;
 
-/** Read buffer of an idle socket; a larger frame grows it with the bytes that arrive. */
-const READ_CHUNK = 4096;
+/**
+ * Read buffer of a quiet socket: a command or two (every socket holds one, so it
+ * is most of what an idle connection costs). A larger frame grows it with the
+ * bytes that arrive.
+ */
+const READ_CHUNK = 512;
+/** Read buffer of a busy socket: a read that filled the buffer doubles it up to this. */
+const READ_BUSY = 4096;
 /** A socket silent this long is pinged; silent twice as long (Bun's 120 s), it is dropped. */
 export const PING_AFTER_MS = 60_000;
 /** How often silent sockets are looked for. */
@@ -83,9 +89,12 @@ export class ServerWebSocket {
   readonly #onError: (error: unknown) => void;
   #buf = new Uint8Array(READ_CHUNK);
   #len = 0;
+  /** The last read filled the buffer: more was waiting. */
+  #full = false;
   /** A fragmented message being read: its opcode, fragments and size. */
   #frag: { opcode: number; parts: Uint8Array[]; size: number } | null = null;
-  #queue: Uint8Array[] = [];
+  /** Frames waiting to be written (none between writes). */
+  #queue?: Uint8Array[];
   #queued = 0;
   #writing = false;
   #closeSent = false;
@@ -98,7 +107,7 @@ export class ServerWebSocket {
   readonly #pingMs: number;
   #timer: ReturnType<typeof setTimeout> | undefined;
   /** Waiting for the write queue to empty. */
-  #onFlushed: (() => void)[] = [];
+  #onFlushed?: (() => void)[];
   #reported = false;
   #finished = false;
 
@@ -118,22 +127,29 @@ export class ServerWebSocket {
    * Opens the socket (its opening handshake was written) and reads frames,
    * `initial` first (bytes that came with the request head), until it closes.
    */
-  async start(initial: Uint8Array): Promise<void> {
-    if (this.readyState !== CONNECTING) return;
+  start(initial: Uint8Array): Promise<void> {
+    if (this.readyState !== CONNECTING) return Promise.resolve();
     this.readyState = OPEN;
     live.add(this);
     sweepAtLeastEvery(Math.min(SWEEP_MS, this.#pingMs / 2));
     this.#call(() => this.onopen?.());
     if (initial.length > 0) this.#take(initial);
+    return this.#run();
+  }
+
+  /** Reads frames until the connection ends, then reports the close. */
+  async #run(): Promise<void> {
     let eof = false;
     try {
       while (!this.#finished && this.#parse()) {
+        this.#fit();
         const n = await this.#conn.read(this.#buf.subarray(this.#len));
         if (n === null) {
           eof = true;
           break;
         }
         this.#len += n;
+        this.#full = this.#len === this.#buf.length;
         this.#lastRead = Date.now();
         this.#pinged = false;
       }
@@ -199,6 +215,19 @@ export class ServerWebSocket {
     this.#len += bytes.length;
   }
 
+  /**
+   * Sizes the read buffer before a read: doubled (up to {@linkcode READ_BUSY})
+   * after a read that filled it, back to {@linkcode READ_CHUNK} once a read
+   * leaves little to keep.
+   */
+  #fit(): void {
+    const size = this.#buf.length;
+    if (this.#full && size < READ_BUSY) this.#grow(Math.min(READ_BUSY, size * 2));
+    else if (!this.#full && size > READ_CHUNK && this.#len <= READ_CHUNK / 2) {
+      this.#grow(READ_CHUNK);
+    }
+  }
+
   #grow(size: number): void {
     const b = new Uint8Array(size);
     b.set(this.#buf.subarray(0, this.#len));
@@ -253,12 +282,6 @@ export class ServerWebSocket {
     if (off > 0) {
       if (this.#len > off) b.copyWithin(0, off, this.#len);
       this.#len -= off;
-      // A big frame is read: an idle socket goes back to a small buffer.
-      if (this.#buf === b && b.length > READ_CHUNK && this.#len <= READ_CHUNK) {
-        const small = new Uint8Array(READ_CHUNK);
-        small.set(b.subarray(0, this.#len));
-        this.#buf = small;
-      }
     }
     return ok;
   }
@@ -391,8 +414,8 @@ export class ServerWebSocket {
 
   /** Resolves once the write queue is empty (the close deadline bounds the wait). */
   #flushed(): Promise<void> {
-    if (!this.#writing && this.#queue.length === 0) return Promise.resolve();
-    return new Promise((resolve) => this.#onFlushed.push(resolve));
+    if (!this.#writing && this.#queue === undefined) return Promise.resolve();
+    return new Promise((resolve) => (this.#onFlushed ??= []).push(resolve));
   }
 
   /**
@@ -442,7 +465,7 @@ export class ServerWebSocket {
   }
 
   #enqueue(f: Uint8Array): void {
-    this.#queue.push(f);
+    (this.#queue ??= []).push(f);
     this.#queued += f.length;
     if (!this.#writing) void this.#pump();
   }
@@ -451,9 +474,9 @@ export class ServerWebSocket {
   async #pump(): Promise<void> {
     this.#writing = true;
     try {
-      while (this.#queue.length > 0) {
+      while (this.#queue !== undefined) {
         const q = this.#queue;
-        this.#queue = [];
+        this.#queue = undefined;
         const chunk = q.length === 1 ? q[0] : concat(q, q.reduce((n, c) => n + c.length, 0));
         let off = 0;
         while (off < chunk.length) off += await this.#conn.write(chunk.subarray(off));
@@ -463,13 +486,20 @@ export class ServerWebSocket {
       this.#abort();
     } finally {
       this.#writing = false;
-      for (const f of this.#onFlushed.splice(0)) f();
+      this.#flushDone();
     }
     if (this.#closeSent && !this.#finished) {
       // Our close frame is out: the peer answers at once or not at all.
       if (this.#closeReceived) this.#abort();
       else this.#deadline(CLOSE_LINGER_MS);
     }
+  }
+
+  /** Wakes whoever waits for the write queue to empty. */
+  #flushDone(): void {
+    const waiting = this.#onFlushed;
+    this.#onFlushed = undefined;
+    for (const f of waiting ?? []) f();
   }
 
   /** Ends the connection after `ms` unless it ended sooner (an earlier deadline stands). */
@@ -500,9 +530,9 @@ export class ServerWebSocket {
     } catch {
       // Already closed.
     }
-    this.#queue = [];
+    this.#queue = undefined;
     this.#queued = 0;
-    for (const f of this.#onFlushed.splice(0)) f();
+    this.#flushDone();
     this.#report();
   }
 

@@ -3,6 +3,7 @@
  * socket, the peer it speaks for once described, and the queue that keeps its
  * replies in command order while a command awaits the store.
  */
+import { ChannelList } from "../channel_list.ts";
 import { newId } from "../ids.ts";
 import type { PeerRate } from "../limits.ts";
 
@@ -64,7 +65,7 @@ export class Session {
   /** Identifies this socket's claim on the id across the cluster. */
   readonly nonce: string = newId();
   /** Channels the peer is in, as this node knows them. */
-  readonly channels: Set<string> = new Set();
+  readonly channels: ChannelList = new ChannelList();
   /** Rate limits, created with the first limited command. */
   rate?: PeerRate;
   #peer?: Peer;

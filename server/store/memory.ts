@@ -1,5 +1,6 @@
 /** The in-memory {@linkcode Store}: the default, for one node. State dies with the process. */
 import { Codes, type PeerEntry } from "../../protocol/mod.ts";
+import { ChannelList } from "../channel_list.ts";
 import { DEFAULTS } from "../config.ts";
 import { sameSecret } from "../secrets.ts";
 import { Ring } from "./ring.ts";
@@ -33,7 +34,7 @@ interface Peer {
   graceUntil: number;
   away: boolean;
   message?: string;
-  channels: Set<string>;
+  channels: ChannelList;
   /** The peer's inbox stream, made when first asked for. */
   inbox?: Ring;
   /** Channels created in the current hour-long window, and when it ends. */
@@ -90,7 +91,7 @@ export class MemoryStore implements Store {
         session: c.session,
         graceUntil: 0,
         away: false,
-        channels: new Set(),
+        channels: new ChannelList(),
       });
       return Promise.resolve({ fresh: true, channels: [], away: false });
     }
