@@ -24,6 +24,11 @@ const READ_BUSY = 4096;
 export const PING_AFTER_MS = 60_000;
 /** How often silent sockets are looked for. */
 const SWEEP_MS = 10_000;
+/**
+ * Frames one fragmented message may take: empty continuation frames add no
+ * bytes, so the size limit alone would let a client grow the list for good.
+ */
+const MAX_FRAGMENTS = 1024;
 /** Time a closing socket has to flush its backlog and close frame. */
 const CLOSE_FLUSH_MS = 10_000;
 /** Time allowed for the peer's close frame after ours was written. */
@@ -92,7 +97,7 @@ export class ServerWebSocket {
   /** The last read filled the buffer: more was waiting. */
   #full = false;
   /** A fragmented message being read: its opcode, fragments and size. */
-  #frag: { opcode: number; parts: Uint8Array[]; size: number } | null = null;
+  #frag: { opcode: number; parts: Uint8Array[]; size: number; frames: number } | null = null;
   /** Frames waiting to be written (none between writes). */
   #queue?: Uint8Array[];
   #queued = 0;
@@ -308,6 +313,9 @@ export class ServerWebSocket {
     if (n + (this.#frag?.size ?? 0) > this.#maxPayload) {
       return [1009, `message larger than ${this.#maxPayload} bytes`];
     }
+    if (opcode === 0 && this.#frag!.frames >= MAX_FRAGMENTS) {
+      return [1009, `message in more than ${MAX_FRAGMENTS} frames`];
+    }
     return undefined;
   }
 
@@ -316,8 +324,9 @@ export class ServerWebSocket {
     switch (opcode) {
       case 0: {
         const f = this.#frag!;
-        f.parts.push(payload.slice());
+        if (payload.length > 0) f.parts.push(payload.slice());
         f.size += payload.length;
+        f.frames++;
         if (!fin) return true;
         this.#frag = null;
         return this.#message(f.opcode, concat(f.parts, f.size));
@@ -325,12 +334,13 @@ export class ServerWebSocket {
       case 1:
       case 2:
         if (fin) return this.#message(opcode, payload);
-        this.#frag = { opcode, parts: [payload.slice()], size: payload.length };
+        this.#frag = { opcode, parts: [payload.slice()], size: payload.length, frames: 1 };
         return true;
       case 8:
         return this.#closeIn(payload);
       case 9:
-        if (!this.#closeSent) this.#frame(10, payload.slice());
+        // Answered unless the client is not reading what it is sent: its pongs would pile up.
+        if (!this.#closeSent && this.#queued <= this.#maxPayload) this.#frame(10, payload.slice());
         return true;
       default:
         // A pong: the socket is alive, which reading it already recorded.

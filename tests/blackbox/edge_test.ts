@@ -198,6 +198,42 @@ bbtest("framing: a fragmented message is one command; ping gets pong", async (rt
   assert.equal((await c.reply()).type, "ok");
 });
 
+bbtest(
+  "framing: a message in more than 1 024 frames closes 1009 on Deno (Bun takes it whole)",
+  async (rt) => {
+    await using s = await startServer({ runtime: rt });
+    using c = await RawClient.connect(s.url);
+    const text = new TextEncoder().encode(`/descp ${JSON.stringify({ id: newId(), name: "f" })}`);
+    await c.sendFrame(0x01, text, { fin: false });
+    // Empty continuations add no bytes: only a count of frames bounds what they cost.
+    const empty = new Uint8Array(0);
+    for (let i = 0; i < 1100; i++) await c.sendFrame(0x00, empty, { fin: false });
+    await c.sendFrame(0x00, empty);
+    if (rt === "deno") {
+      assert.equal((await within(c.readUntilClose(), 5000, "close")).code, 1009);
+    } else assert.equal((await c.reply()).type, "ok");
+  },
+);
+
+bbtest("framing: pings from a client that reads nothing do not pile up pongs", async (rt) => {
+  await using s = await startServer({ runtime: rt });
+  const before = procStatus(s.pid, "VmRSS");
+  using c = await RawClient.connect(s.url);
+  // 32 MB of pings whose pongs are never read.
+  const pings = Array.from(
+    { length: 1000 },
+    () => ({ opcode: 0x09, payload: new Uint8Array(125) }),
+  );
+  try {
+    for (let i = 0; i < 256; i++) await c.sendFrames(pings);
+  } catch { /* closed by the server: as good */ }
+  // Loose (garbage of 256 000 pings is collected late): queueing every pong took over 160 MB.
+  const grown = procStatus(s.pid, "VmHWM") - before;
+  assert.ok(grown < 64 * 1024, `peak RSS grew by ${grown} kB`);
+  await using a = await peer(s.url);
+  await a.ok(`/whois ${a.id}`);
+});
+
 bbtest("framing: invalid UTF-8 in a text frame closes 1007", async (rt) => {
   await using s = await startServer({ runtime: rt });
   using c = await RawClient.connect(s.url);
