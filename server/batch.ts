@@ -45,7 +45,16 @@ export function flushBatches(): void {
   if (after.size > 0) {
     const flushes = [...after];
     after.clear();
-    for (const f of flushes) f();
+    for (const f of flushes) {
+      try {
+        f();
+      } catch (e) {
+        // The rest of the turn's flushes still run; the error reaches the process's handler.
+        queueMicrotask(() => {
+          throw e;
+        });
+      }
+    }
   }
 }
 
