@@ -41,30 +41,32 @@ export function encodeBatch(origin: string, envs: readonly Envelope[]): string {
 
 /**
  * Decodes a published `payload`, one envelope or a batch: none when the node
- * `self` published it or when it is garbled (a batch is taken whole or not at all).
+ * `self` published it, null when it is garbled (a batch is taken whole or not
+ * at all).
  */
-export function decodeEnvelopes(payload: string, self: string): Envelope[] {
+export function decodeEnvelopes(payload: string, self: string): Envelope[] | null {
   const i = payload.indexOf("\n");
-  if (i < 0 || (i === self.length && payload.startsWith(self))) return [];
+  if (i < 0) return null;
+  if (i === self.length && payload.startsWith(self)) return [];
   if (payload.charCodeAt(i + 1) !== 42 /* "*" */) {
     const env = decodeEnvelope(payload, self);
-    return env === null ? [] : [env];
+    return env === null ? null : [env];
   }
   const out: Envelope[] = [];
   let p = i + 2;
   while (p < payload.length) {
-    if (payload.charCodeAt(p) !== 10) return [];
+    if (payload.charCodeAt(p) !== 10) return null;
     const h = payload.indexOf("\n", p + 1);
-    if (h < 0) return [];
+    if (h < 0) return null;
     const env = parseHeader(payload.slice(p + 1, h));
     const l = payload.indexOf("\n", h + 1);
     const length = l < 0 ? payload.slice(h + 1) : payload.slice(h + 1, l);
-    if (env === null) return [];
+    if (env === null) return null;
     if (length === "-") {
       p = l < 0 ? payload.length : l;
     } else {
       const n = Number(length);
-      if (l < 0 || !/^\d+$/.test(length) || l + 1 + n > payload.length) return [];
+      if (l < 0 || !/^\d+$/.test(length) || l + 1 + n > payload.length) return null;
       env.text = payload.slice(l + 1, l + 1 + n);
       p = l + 1 + n;
     }

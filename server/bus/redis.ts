@@ -81,10 +81,14 @@ export class RedisBus implements Bus {
   #prefix: string;
   #node: string;
   #deliver: Deliver;
+  #log?: Logger;
   /** Topics the hub wants, re-subscribed whenever the subscriber (re)connects. */
   #topics = new Set<string>();
   /** Subscriptions not yet confirmed by Redis, with what resolves their confirmation. */
   #pending = new Map<string, { done: Promise<void>; resolve: () => void }>();
+  /** Undecodable messages received, and when that was last logged. */
+  #dropped = 0;
+  #droppedLogged = -Infinity;
   /** What this turn published, in order; consecutive envelopes to one topic share a batch. */
   #out: Batch[] = [];
 
@@ -93,6 +97,7 @@ export class RedisBus implements Bus {
     this.#prefix = options.prefix ?? DEFAULTS.redisPrefix;
     this.#node = options.node;
     this.#deliver = options.deliver;
+    this.#log = options.log;
     this.#sharded = isCluster(target);
     this.#pub = connectRedis(target, { log: options.log, role: "bus publisher" });
     this.#sub = connectRedis(target, {
@@ -220,6 +225,20 @@ export class RedisBus implements Bus {
   #receive(channel: string, payload: string): void {
     const topic = topicOf(this.#prefix, channel);
     if (topic === null) return;
-    for (const env of decodeEnvelopes(payload, this.#node)) this.#deliver(topic, env);
+    const envs = decodeEnvelopes(payload, this.#node);
+    if (envs === null) return this.#garbled(channel);
+    for (const env of envs) this.#deliver(topic, env);
+  }
+
+  /**
+   * A message no node of this version writes (a node of an older version, or
+   * another program on the prefix) is dropped, and said so at most once a minute.
+   */
+  #garbled(channel: string): void {
+    this.#dropped++;
+    const now = Date.now();
+    if (now - this.#droppedLogged < 60_000) return;
+    this.#droppedLogged = now;
+    this.#log?.warn("bus: undecodable messages dropped", { channel, dropped: this.#dropped });
   }
 }

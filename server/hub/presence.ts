@@ -11,9 +11,10 @@
  * ended — as the node that made the change tells every node over the bus
  * ({@linkcode presenceChanged}). The bus may lose a message (across a
  * reconnect), so an entry also lives at most `ttlMs`; and a read that an
- * invalidation overtook is not remembered, so a late answer cannot bring a
- * stale "online" back. The cache holds at most `max` entries, the least
- * recently stored dropped first.
+ * invalidation of its peer overtook is not remembered, so a late answer cannot
+ * bring a stale "online" back. Reads of one peer in flight together are one
+ * store read. The cache holds at most `max` entries, the least recently stored
+ * dropped first.
  */
 import type { Presence } from "../store/store.ts";
 import type { Context } from "./context.ts";
@@ -33,8 +34,8 @@ export class PresenceCache {
   readonly #ttlMs: number;
   readonly #max: number;
   readonly #now: () => number;
-  /** Counts invalidations: a read that saw it change may be older than one of them. */
-  #changes = 0;
+  /** Store reads in flight, by peer; `stale` once the peer's presence changed meanwhile. */
+  readonly #reading = new Map<string, { done: Promise<Presence | null>; stale: boolean }>();
 
   /** `ttlMs` 0 turns the cache off: every relay to another node reads the store. */
   constructor(o: { ttlMs: number; max?: number; now?: () => number }) {
@@ -61,23 +62,36 @@ export class PresenceCache {
    * Reads a peer's presence with `load` (the store) and remembers it when
    * online, unless an invalidation arrived while the read was on its way.
    */
-  async read(id: string, load: () => Promise<Presence | null>): Promise<Presence | null> {
-    const seen = this.#changes;
-    const p = await load();
-    if (p !== null && p.online && seen === this.#changes && this.#ttlMs > 0) {
+  read(id: string, load: () => Promise<Presence | null>): Promise<Presence | null> {
+    const pending = this.#reading.get(id);
+    if (pending !== undefined) return pending.done;
+    const reading = { done: load(), stale: false };
+    this.#reading.set(id, reading);
+    const settle = () => {
+      if (this.#reading.get(id) === reading) this.#reading.delete(id);
+    };
+    reading.done.then((p) => {
+      settle();
+      if (p === null || !p.online || reading.stale || this.#ttlMs <= 0) return;
       this.#entries.delete(id);
       if (this.#entries.size >= this.#max) {
         this.#entries.delete(this.#entries.keys().next().value!);
       }
       this.#entries.set(id, { presence: p, until: this.#now() + this.#ttlMs });
-    }
-    return p;
+    }, settle);
+    return reading.done;
   }
 
   /** The presence of these peers changed: what was known of them no longer holds. */
   forget(ids: readonly string[]): void {
-    this.#changes++;
-    for (const id of ids) this.#entries.delete(id);
+    for (const id of ids) {
+      this.#entries.delete(id);
+      const reading = this.#reading.get(id);
+      if (reading === undefined) continue;
+      // Its answer may predate the change: not remembered, and the next read starts afresh.
+      reading.stale = true;
+      this.#reading.delete(id);
+    }
   }
 }
 

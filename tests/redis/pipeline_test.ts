@@ -78,6 +78,41 @@ function suite(env: RedisTestEnv, where: string): void {
 
   redisTest(
     env,
+    `${where}: two senders' bursts into one channel, sent together: each member gets both once, each in order; no sender gets its own`,
+    async (rt, prefix) => {
+      await using a = await node(env, rt, prefix);
+      await using b = await node(env, rt, prefix);
+      await using s1 = await peer(a.url, { name: "s1" });
+      await using s2 = await peer(a.url, { name: "s2" });
+      await using far = await peer(b.url, { name: "far" });
+      const ch = newChannel();
+      for (const c of [s1, s2, far]) await c.ok(`/join ${ch}`);
+      const burst = (who: string) => Array.from({ length: 20 }, (_, i) => `${who}-${i}`);
+      // Both in flight at once: the node batches what one turn brings, from either sender.
+      for (let i = 0; i < 20; i++) {
+        s1.send(`/pubmsg ${ch} ${burst("s1")[i]}`);
+        s2.send(`/pubmsg ${ch} ${burst("s2")[i]}`);
+      }
+      await Promise.all([replies(s1, 20), replies(s2, 20)]);
+      const got = (c: typeof far, n: number) =>
+        c.events("pubmsg", n, { timeout: 10_000 }).then((es) => es.map((e) => e.text));
+      const atFar = await got(far, 40);
+      const atS1 = await got(s1, 20);
+      const atS2 = await got(s2, 20);
+      assert.deepEqual(atFar.filter((t) => t.startsWith("s1-")), burst("s1"));
+      assert.deepEqual(atFar.filter((t) => t.startsWith("s2-")), burst("s2"));
+      assert.deepEqual(atS1, burst("s2"), "s1 gets s2's, in order, and none of its own");
+      assert.deepEqual(atS2, burst("s1"), "s2 gets s1's, in order, and none of its own");
+      // Every node delivers in seq order: far sees the interleaving the seqs give.
+      const onA = s1.log.concat(s2.log).filter((m) => m.type === "pubmsg");
+      assert.deepEqual(atFar, onA.sort((x, y) => x.seq - y.seq).map((m) => m.text));
+      await delay(QUIET);
+      for (const c of [far, s1, s2]) await c.noEvent("pubmsg", 0);
+    },
+  );
+
+  redisTest(
+    env,
     `${where}: a burst mixing /pubmsg, /privmsg, /away and /quit gets its replies in command order, each command after the messages before it`,
     async (rt, prefix) => {
       await using a = await node(env, rt, prefix);

@@ -77,7 +77,8 @@ redisTest(
     await using p = await peer(a.url, { name: "p" });
     await using q = await peer(b.url, { name: "q" });
     await relayed(q, p, "before");
-    // p takes itself over on q's node: the old socket is replaced.
+    // p takes itself over on q's node: the old socket is replaced. (Its presence stays online
+    // and not away, so the cached entry was still right: this checks delivery, not the notice.)
     await using p2 = await connect(b.url, "p2");
     await describe(p2, { id: p.id, name: "p", resume: p.resume });
     assert.equal((await within(p.closed, TOLD, "the old socket replaced")).code, 4002);
