@@ -11,18 +11,25 @@
 const dirty = new Set<Batched>();
 /** What else leaves at the end of the turn, after the batches (deferred native publishes). */
 const after = new Set<() => void>();
-/** A flush is scheduled for the end of this turn. */
-let scheduled = false;
-
-function schedule(): void {
-  if (scheduled) return;
-  scheduled = true;
-  // setImmediate runs after the turn's I/O callbacks: every event they produced is in.
-  setImmediate(() => {
-    scheduled = false;
-    flushBatches();
-  });
+/**
+ * Returns a function that schedules `flush` for the end of this turn, once
+ * however often it is called in the turn. (setImmediate runs after the turn's
+ * I/O callbacks: everything they produced is in.)
+ */
+export function atEndOfTurn(flush: () => void): () => void {
+  let due = false;
+  const run = () => {
+    due = false;
+    flush();
+  };
+  return () => {
+    if (due) return;
+    due = true;
+    setImmediate(run);
+  };
 }
+
+const schedule = atEndOfTurn(() => flushBatches());
 
 /**
  * Writes every batch now, then runs what was deferred with

@@ -13,6 +13,7 @@
  *
  * @module
  */
+import { atEndOfTurn } from "../batch.ts";
 import type { Bus, Deliver, Envelope } from "./bus.ts";
 import { decodeEnvelopes, encodeBatch, encodeEnvelope } from "./envelope.ts";
 import { DEFAULTS } from "../config.ts";
@@ -91,6 +92,7 @@ export class RedisBus implements Bus {
   #droppedLogged = -Infinity;
   /** What this turn published, in order; consecutive envelopes to one topic share a batch. */
   #out: Batch[] = [];
+  readonly #flushDue = atEndOfTurn(() => this.#flush());
 
   /** Connects a publisher and a subscriber in the background; both reconnect by themselves. */
   constructor(target: RedisTarget, options: RedisBusOptions) {
@@ -137,7 +139,7 @@ export class RedisBus implements Bus {
       last.envs.push(env);
       return;
     }
-    if (this.#out.length === 0) setImmediate(() => this.#flush());
+    this.#flushDue();
     this.#out.push({ channel, sharded: this.#sharded && tagged(topic), envs: [env] });
   }
 

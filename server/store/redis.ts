@@ -32,6 +32,7 @@
  *
  * @module
  */
+import { atEndOfTurn } from "../batch.ts";
 import { Codes, type PeerEntry } from "../../protocol/mod.ts";
 import { DEFAULTS } from "../config.ts";
 import { type Logger, silent } from "../log.ts";
@@ -155,8 +156,8 @@ export class RedisStore implements Store {
   #log: Logger;
   /** `/pubmsg` appends to one channel not yet sent (see {@linkcode publish}). */
   #appends?: { channel: string; sent: Append[] };
-  /** Whether the end of this turn sends them. */
-  #appendsDue = false;
+  /** Sends them at the end of this turn. */
+  readonly #appendsDue = atEndOfTurn(() => this.#sendAppends());
   /** Runs a script without sending the appends first. */
   #runAppend: RunScript;
   /** Redis' generation as this node last saw it; a change means Redis lost its state. */
@@ -328,13 +329,7 @@ export class RedisStore implements Store {
     else {
       this.#sendAppends();
       this.#appends = { channel, sent: [a] };
-      if (!this.#appendsDue) {
-        this.#appendsDue = true;
-        setImmediate(() => {
-          this.#appendsDue = false;
-          this.#sendAppends();
-        });
-      }
+      this.#appendsDue();
     }
     return promise;
   }
