@@ -318,14 +318,14 @@ const WHY: Record<string, string> = {
     "Deno has no native publish and y-webrtc's client reads one message per frame: every delivery " +
     "is one `WebSocket.send` op, where the slash protocol on Deno sends a turn's events as one frame.",
   "Bun fan-out on Redis with message streams ≥ 0.7":
-    "a sender's messages are pipelined (its window of 32 goes to Redis back to back), so the " +
-    "round trip no longer sets the rate: the server's CPU does. Per message Redis mode adds one " +
-    "script call and the message's arrival on the node's subscription, both through ioredis; " +
-    "profiled (`bun --cpu-prof`, one node, 200 receivers), ioredis is about half the server's " +
-    "CPU (its own code 35 %: building and writing each command, auto-pipelining, a timeout " +
-    "timer per command, `diagnostics_channel` tracing per command; socket writes 14 %), the hub " +
-    "17 %. Deliveries per server CPU-second are about 0.45× memory mode's. Closing it would take " +
-    "fewer client calls per message: several of a sender's appends in one script call.",
+    "a sender's window goes to Redis back to back, and the node sends a channel's messages of " +
+    "one turn as one script call that comes back as one pub/sub message, so per server " +
+    "CPU-second Redis mode is at 0.69× memory mode (5.21 M vs 7.53 M deliveries per " +
+    "CPU-second, the Redis table). The rest is the machine: the server used 3.4 of its core's " +
+    "5.8 s, while Redis (1.3 CPU-s, unpinned) ran on the same two cores as the server and the " +
+    "generator, and a sender's next window waits for the script's reply (its seq) through " +
+    "that busy Redis. On a machine where Redis has a core of its own the server's CPU would " +
+    "set the rate.",
   "Deno fan-out on Redis with message streams ≥ 0.7":
     "pipelined as on Bun; on Deno the server is not CPU-bound here (deliveries per CPU-second " +
     "about 0.8× memory mode's): the rate is the sender's window over one round trip through " +
@@ -341,12 +341,27 @@ const WHY: Record<string, string> = {
     "made it 2–3× faster, not the 5× more it needs.",
   "Deno Redis relay ≥ 0.5 × memory mode": "as on Bun; profiled (`deno run --cpu-prof`), GC " +
     "is 16 % and ioredis 12 % of the samples, the hub 8 %.",
+  "Bun Redis fan-out ≥ 0.5": "see the fan-out on Redis with message streams above.",
+  "Bun relay with message streams":
+    "as on Deno (see below): in-process (`bun bench/hub_relay.ts`, fake connections) a relay " +
+    "costs 1.9–2.2 CPU-µs with streams against 1.3–1.4 without; the inbox's ring (the message " +
+    "kept for a resume, and the collector's work on what it keeps) is the difference.",
+  "Bun fanout with message streams":
+    'with streams every event carries its seq (`,"seq":N`, about 10 bytes on 175: 6 %), and ' +
+    "fan-out on Bun is bound by the bytes each delivery moves (see the fan-out target above); " +
+    "the channel's ring keeps its last 100 texts, which the collector then has to free. Per " +
+    "server CPU-second: 7.53 M against 8.15 M deliveries (0.92×).",
+  "Deno fanout with message streams":
+    "as on Bun: each event is 6 % longer and every one of its sends per socket moves it; the " +
+    "ring's texts outlive V8's young generation (see the relay row below).",
   "Deno relay with message streams":
-    "in memory mode a stream append is one ring write in the same turn: profiled in-process " +
-    "(hub with fake connections) streams cost about 5 % per message on Deno (serializing the " +
-    "event without its brace costs what `encode` does; the ring keeps each stream's last 100 " +
-    "texts alive, so GC is 7.5 % of samples against 3 %). Runs on this shared machine scatter " +
-    "by up to 2× between repetitions of the same target.",
+    "each message is kept for a resume: profiled in-process (`deno run --cpu-prof " +
+    "bench/hub_relay.ts`, fake connections, 400 000 relays), 2.68 CPU-µs per relay with " +
+    "streams against 1.49 without; of the extra samples, garbage collection is about a " +
+    "quarter (8.2 % of samples against 3.7 %: every inbox's ring keeps its last 100 texts, " +
+    "which outlive the young generation and die in the old one), the store's route (the " +
+    "ring's append and its result) another quarter, and building the longer event (its seq) a " +
+    "fifth. That is the inbox's price, paid once per message.",
   "Bun relay two nodes ≥ 0.5 × one node (streams off":
     "every message crosses Redis pub/sub between two processes that share the server CPU with " +
     "Redis; there is no Redis read per message (the presence cache) and a burst to one peer is one " +
