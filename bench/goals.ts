@@ -292,10 +292,11 @@ const WHY: Record<string, string> = {
     "text as a JSON string, so it is escaped once per message at least; 10× would take about " +
     "1 µs per relay end to end.",
   "Bun p99 latency":
-    "at 1 000 msg/s into 200 members the floor's own p99 is 1.4–3 ms from run to run on this " +
-    "machine, and at this rate a turn seldom holds more than one message (the events-per-frame " +
-    "column), so batching saves little: each event still costs its parse, JSON and ~3× the " +
-    "floor's bytes, so the core is busier than the floor's (the busy column) and queues sooner.",
+    "at 1 000 msg/s into 200 members a turn holds about one event (the events-per-frame " +
+    "column), so batching has nothing to merge: each event still costs its parse, its JSON and " +
+    "about 3× the floor's bytes per delivery, and the server's core is busier than the floor's " +
+    "(the busy column: 57 % against 50 % in the last run), so a burst of arrivals queues a little " +
+    "longer. The floor's own p99 moves by more than 0.2 ms from run to run on this machine.",
   "Deno p99 latency":
     "Deno has no native publish: each delivery is one `WebSocket.send` op (at this rate about " +
     "1.3 events per frame), so the core is ~100 % busy at 200 k deliveries/s and queues; the " +

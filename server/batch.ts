@@ -74,6 +74,24 @@ export function flushAfter(flush: () => void): void {
   schedule();
 }
 
+/** The last batch joined into a frame, and the frame. */
+let lastParts: string[] | undefined;
+let lastFrame = "";
+
+/**
+ * `parts` as one newline-delimited frame. The members of a channel are sent
+ * the same events in a turn: their frames are one string, joined once (and a
+ * runtime that encodes text can tell it has just encoded it).
+ */
+function joined(parts: string[]): string {
+  const last = lastParts;
+  if (last?.length !== parts.length || !parts.every((t, i) => t === last[i])) {
+    lastParts = parts;
+    lastFrame = parts.join("\n");
+  }
+  return lastFrame;
+}
+
 /** A socket whose outgoing text is batched per turn; subclasses write the frames. */
 export abstract class Batched {
   /** This turn's text; none between turns (an idle socket holds no array). */
@@ -101,7 +119,7 @@ export abstract class Batched {
     if (p === undefined) return;
     this.#pending = undefined;
     if (p.length === 1) this.write(p[0]);
-    else if (this.#batch) this.write(p.join("\n"));
+    else if (this.#batch) this.write(joined(p));
     else this.writeFrames(p);
   }
 

@@ -36,6 +36,9 @@ const CLOSE_LINGER_MS = 2_000;
 
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 const encoder = new TextEncoder();
+/** The last text framed by {@linkcode ServerWebSocket.send} and its frame (never written to). */
+let lastText: string | undefined;
+let lastFrame: Uint8Array | undefined;
 
 /** Options of {@linkcode ServerWebSocket}. */
 export interface ServerWebSocketOptions {
@@ -434,6 +437,8 @@ export class ServerWebSocket {
    * that does not fit is encoded on its own and copied.
    */
   #text(text: string): void {
+    // A channel's members are sent the same frame in a turn: encoded once.
+    if (text === lastText) return this.#enqueue(lastFrame!);
     const room = new Uint8Array(10 + text.length);
     const r = encoder.encodeInto(text, room.subarray(10));
     if (r.read < text.length) {
@@ -453,7 +458,9 @@ export class ServerWebSocket {
       room[1] = 127;
       new DataView(room.buffer).setUint32(6, n);
     }
-    this.#enqueue(room.subarray(at, 10 + n));
+    lastText = text;
+    lastFrame = room.subarray(at, 10 + n);
+    this.#enqueue(lastFrame);
   }
 
   #frame(opcode: number, payload: Uint8Array): void {

@@ -167,3 +167,20 @@ Deno.test("flushAfter runs once at the end of the turn, after every batch", asyn
   await nextTurn();
   assert.equal(log.length, 4);
 });
+
+Deno.test("sockets sent the same events in a turn share one frame; others get their own", async () => {
+  const log: string[][] = [];
+  const [a, b, c] = ["a", "b", "c"].map((n) => new Recorder(n, log));
+  const e1 = '{"n":1}', e2 = '{"n":2}';
+  for (const s of [a, b]) {
+    s.send(e1);
+    s.send(e2);
+  }
+  // Same length, other content: not the shared frame.
+  c.send('{"n":3}');
+  c.send('{"n":4}');
+  await nextTurn();
+  assert.deepEqual(a.frames(), [`${e1}\n${e2}`]);
+  assert.equal(b.frames()[0], a.frames()[0]);
+  assert.deepEqual(c.frames(), ['{"n":3}\n{"n":4}']);
+});
