@@ -34,6 +34,11 @@ export function fmtKiB(bytes: number, digits: number): string {
   return (bytes / 1024).toFixed(digits);
 }
 
+/** KiB as MiB with one decimal; "–" when unknown. */
+export function fmtMiB(kb: number | undefined): string {
+  return fmtNum(kb === undefined ? undefined : kb / 1024, 1);
+}
+
 /** a / b, when both are known and b is positive. */
 export function ratio(a: number | undefined, b: number | undefined): number | undefined {
   if (a === undefined || b === undefined || !(b > 0)) return undefined;

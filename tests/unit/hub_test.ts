@@ -351,6 +351,18 @@ function gatedStore() {
   return { store, calls, gates };
 }
 
+/** A hub on a {@linkcode gatedStore}, peers a and b in one channel, a's frames so far forgotten. */
+async function gatedPair() {
+  const { store, calls, gates } = gatedStore();
+  const t = setup({ store, rate: 0 });
+  const a = await t.peer("a");
+  const b = await t.peer("b");
+  const ch = newChannelId();
+  for (const p of [a, b]) await t.say(p.c, `/join ${ch}`);
+  a.c.frames = [];
+  return { t, a, b, ch, calls, gates };
+}
+
 Deno.test("hub: a burst of /pubmsg goes to the store back to back; replies stay in command order", async () => {
   const { store, calls, gates } = gatedStore();
   await using t = setup({ store, rate: 0 });
@@ -378,13 +390,9 @@ Deno.test("hub: a burst of /pubmsg goes to the store back to back; replies stay 
 });
 
 Deno.test("hub: a command after pipelined messages starts once they answered, and sees them delivered", async () => {
-  const { store, calls, gates } = gatedStore();
-  await using t = setup({ store, rate: 0 });
-  const a = await t.peer("a");
-  const b = await t.peer("b");
-  const ch = newChannelId();
-  for (const p of [a, b]) await t.say(p.c, `/join ${ch}`);
-  a.c.frames = [];
+  const g = await gatedPair();
+  await using t = g.t;
+  const { a, b, ch, calls, gates } = g;
   b.c.frames = [];
   for (
     const f of [`/pubmsg ${ch} one`, `/pubmsg ${ch} two`, "/away lunch", `/pubmsg ${ch} three`]
@@ -407,13 +415,9 @@ Deno.test("hub: a command after pipelined messages starts once they answered, an
 });
 
 Deno.test("hub: a store failure inside a pipelined burst fails its own command only", async () => {
-  const { store, gates } = gatedStore();
-  await using t = setup({ store, rate: 0 });
-  const a = await t.peer("a");
-  const b = await t.peer("b");
-  const ch = newChannelId();
-  for (const p of [a, b]) await t.say(p.c, `/join ${ch}`);
-  a.c.frames = [];
+  const g = await gatedPair();
+  await using t = g.t;
+  const { a, b, ch, gates } = g;
   for (const text of ["one", "two", "three"]) a.c.session.text(`/pubmsg ${ch} ${text}`);
   await tick();
   gates[0].open();
@@ -429,13 +433,9 @@ Deno.test("hub: a store failure inside a pipelined burst fails its own command o
 });
 
 Deno.test("hub: a session closed with messages in flight: they are delivered, nothing is sent to it", async () => {
-  const { store, gates } = gatedStore();
-  await using t = setup({ store, rate: 0 });
-  const a = await t.peer("a");
-  const b = await t.peer("b");
-  const ch = newChannelId();
-  for (const p of [a, b]) await t.say(p.c, `/join ${ch}`);
-  a.c.frames = [];
+  const g = await gatedPair();
+  await using t = g.t;
+  const { a, b, ch, gates } = g;
   for (const text of ["one", "two"]) a.c.session.text(`/pubmsg ${ch} ${text}`);
   a.c.session.text("/away");
   await tick();
@@ -460,13 +460,9 @@ Deno.test("hub: messages in flight and frames waiting are bounded together", asy
 });
 
 Deno.test("hub: a takeover while messages are in flight: each is delivered once, the old socket gets no reply", async () => {
-  const { store, gates } = gatedStore();
-  await using t = setup({ store, rate: 0 });
-  const a = await t.peer("a");
-  const b = await t.peer("b");
-  const ch = newChannelId();
-  for (const p of [a, b]) await t.say(p.c, `/join ${ch}`);
-  a.c.frames = [];
+  const g = await gatedPair();
+  await using t = g.t;
+  const { a, b, ch, gates } = g;
   for (const text of ["one", "two"]) a.c.session.text(`/pubmsg ${ch} ${text}`);
   await tick();
   const a2 = t.open();
