@@ -293,14 +293,17 @@ const WHY: Record<string, string> = {
     "1 µs per relay end to end.",
   "Bun p99 latency":
     "at 1 000 msg/s into 200 members a turn holds about one event (the events-per-frame " +
-    "column), so batching has nothing to merge: each event still costs its parse, its JSON and " +
-    "about 3× the floor's bytes per delivery, and the server's core is busier than the floor's " +
-    "(the busy column: 57 % against 50 % in the last run), so a burst of arrivals queues a little " +
-    "longer. The floor's own p99 moves by more than 0.2 ms from run to run on this machine.",
+    "column), so batching has nothing to merge: each event still costs its parse, its JSON " +
+    "and about 3× the floor's bytes per delivery, and the server's core is busier than the " +
+    "floor's (the busy column: 54 % against 49 % in the last run), so a burst of arrivals " +
+    "queues a little longer. The floor's own p99 moves by more than 0.2 ms from run to run on " +
+    "this machine.",
   "Deno p99 latency":
-    "Deno has no native publish: each delivery is one `WebSocket.send` op (at this rate about " +
-    "1.3 events per frame), so the core is ~100 % busy at 200 k deliveries/s and queues; the " +
-    "floor send loop cannot keep up at all. A native broadcast in Deno, or a second core, closes it.",
+    "Deno has no native publish: at this rate a turn holds about one event, so every delivery " +
+    "is one frame written by the server's own socket layer from JavaScript (encode, frame, " +
+    "one write op per socket), and the server is 85 % busy where the bare send loop, which " +
+    "skips the protocol's parse, JSON and bytes, is 60 % busy; a busier core queues bursts " +
+    "longer. A native broadcast in Deno would close it.",
   "Deno fan-out ≥ 5 × floor": "see the fan-out table: events per frame show whether batching held.",
   "Deno relay ≥ 2 × peerjs-server":
     "relay on Deno is bound by per-message JS (about 1.9 µs in the hub) and one op per frame; " +
@@ -321,17 +324,18 @@ const WHY: Record<string, string> = {
   "Bun fan-out on Redis with message streams ≥ 0.7":
     "a sender's window goes to Redis back to back, and the node sends a channel's messages of " +
     "one turn as one script call that comes back as one pub/sub message, so per server " +
-    "CPU-second Redis mode is at 0.69× memory mode (5.21 M vs 7.53 M deliveries per " +
-    "CPU-second, the Redis table). The rest is the machine: the server used 3.4 of its core's " +
-    "5.8 s, while Redis (1.3 CPU-s, unpinned) ran on the same two cores as the server and the " +
-    "generator, and a sender's next window waits for the script's reply (its seq) through " +
-    "that busy Redis. On a machine where Redis has a core of its own the server's CPU would " +
-    "set the rate.",
+    "CPU-second Redis mode is at 0.65× memory mode (5.31 M vs 8.17 M deliveries per " +
+    "CPU-second in the last run). The rest is the machine, not the server: the server used " +
+    "3.5 of its core's ~5.8 s, while Redis (1.3 CPU-s, unpinned) ran on the same two cores as " +
+    "the server and the generator, and a sender's next window waits for the script's reply " +
+    "(its seq) through that busy Redis. With a core for Redis the server's CPU would set the " +
+    "rate.",
   "Deno fan-out on Redis with message streams ≥ 0.7":
-    "pipelined as on Bun; on Deno the server is not CPU-bound here (deliveries per CPU-second " +
-    "about 0.8× memory mode's): the rate is the sender's window over one round trip through " +
-    "the node, Redis and the node's subscription, and on a 2-core machine shared with the " +
-    "generator and Redis each extra process on the way waits for a core.",
+    "as on Bun: per server CPU-second Deno on Redis is at 0.85× memory mode (3.70 M vs 4.34 " +
+    "M); the server used 3.7 of its core's ~5.8 s and Redis 1.05 CPU-s on the same two cores, " +
+    "and each window of 32 waits for the script's reply. Redis mode kept its absolute rate " +
+    "(2.73 M/s); memory mode became 2.8× faster when a channel's members began to share one " +
+    "encoded frame.",
   "Deno Redis fan-out ≥ 0.5": "see the fan-out on Redis with message streams above.",
   "Bun Redis relay ≥ 0.5 × memory mode":
     "relay has one message per delivery, so the per-message cost of Redis mode is not shared by " +
