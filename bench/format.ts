@@ -34,6 +34,11 @@ export function fmtKiB(bytes: number, digits: number): string {
   return (bytes / 1024).toFixed(digits);
 }
 
+/** Bytes per connection (or member) as KiB with two decimals; "–" when unknown. */
+export function fmtPerConn(bytes: number | undefined): string {
+  return bytes === undefined ? "–" : `${fmtKiB(bytes, 2)} KiB`;
+}
+
 /** KiB as MiB with one decimal; "–" when unknown. */
 export function fmtMiB(kb: number | undefined): string {
   return fmtNum(kb === undefined ? undefined : kb / 1024, 1);

@@ -10,10 +10,10 @@ import {
   behind,
   busy,
   countCell,
-  fmtKiB,
   fmtMiB,
   fmtMs,
   fmtNum,
+  fmtPerConn,
   fmtRate,
   fmtRatio,
   perCpuCell,
@@ -248,7 +248,7 @@ export function idleTable(t: Tables): string[] {
       fmtNum(r?.setup_server_cpu_s, 2),
       fmtMiB(r?.rss_before_kb),
       fmtMiB(r?.rss_after_kb),
-      r?.rss_per_conn_b !== undefined ? `${fmtKiB(r.rss_per_conn_b, 2)} KiB` : "–",
+      fmtPerConn(r?.rss_per_conn_b),
       problemCell(rec),
     ]));
   }
@@ -302,7 +302,7 @@ export function membersTable(t: Tables): string[] {
         fmtMiB(r?.rss_before_kb),
         fmtMiB(r?.rss_done_kb),
         fmtMiB(r?.rss_after_kb),
-        r?.rss_per_conn_b !== undefined ? `${fmtKiB(r.rss_per_conn_b, 2)} KiB` : "–",
+        fmtPerConn(r?.rss_per_conn_b),
         problemCell(rec),
       ]));
     }
