@@ -5,17 +5,21 @@
  * in memory or on Redis. It checks that the server's RSS at the end is at
  * most 10 % above its value after the warm-up and its open file descriptors
  * within 10 % (both sampled with every peer connected and idle, RSS as the
- * lowest of one sample a second over an idle minute, `--sample S`: after the
- * collector has given memory back), and that
+ * lowest of one sample a second over two idle minutes, `--sample S`: after
+ * the collector has given memory back, which V8 does at the latest 100 s after
+ * its last collection), and that
  * nothing unexpected happened: no `503`, no other error reply but `401` (a
  * peer that just left), no command left without a reply (120 s), no close by
  * the server, no error log line. How long replies took is reported, not
  * judged: on a shared machine that is the machine's business.
  *
  *     deno run -A bench/soak.ts [--runtime deno|bun] [--conns 5000] [--duration 300]
- *                               [--warmup 60] [--think 20] [--sample 60] [--redis URL]
+ *                               [--warmup 60] [--think 20] [--sample 120] [--redis URL]
+ *                               [--v8-defaults]
  *
- * With `--redis` the server gets a key prefix of its own (`soak-<random>:`),
+ * A Deno server runs as `deno task start` runs it, with its V8 flags (a
+ * young generation of at most 8 MiB, see README "Security and reliability");
+ * `--v8-defaults` runs it without them. With `--redis` the server gets a key prefix of its own (`soak-<random>:`),
  * whose keys are deleted afterwards. Every generated connection comes from
  * 127.0.0.1, so the server runs with `--max-conns-per-ip 0`, and with
  * `--history-ttl 20000 --retention-ms 20000`, so that what outlives a peer (its
@@ -41,8 +45,10 @@ export interface SoakOptions {
   redis?: string;
   /** Mean seconds between two actions of one peer (20). */
   thinkS?: number;
-  /** Idle seconds over which each sample takes the lowest RSS (60). */
+  /** Idle seconds over which each sample takes the lowest RSS (120). */
   sampleS?: number;
+  /** Deno: run the server with V8's defaults instead of the flags of `deno task start`. */
+  v8Defaults?: boolean;
   /** Progress lines; none by default. */
   progress?: (line: string) => void;
 }
@@ -52,6 +58,8 @@ export interface Sample {
   rssKiB: number;
   fds: number;
   connections: number;
+  /** The script engine's heap (total and used) and what it holds outside it, at the RSS sample. */
+  heap: { totalKiB: number; usedKiB: number; externalKiB: number };
 }
 
 /** What a soak measured. */
@@ -385,9 +393,25 @@ async function sampleProc(pid: number): Promise<{ rssKiB: number; fds: number }>
 }
 
 async function metric(httpUrl: string, name: string): Promise<number> {
-  const text = await (await fetch(`${httpUrl}/metrics`)).text();
-  const line = text.split("\n").find((l) => l.startsWith(name + " "));
-  return line === undefined ? 0 : Number(line.slice(name.length + 1));
+  return (await metrics(httpUrl, [name]))[0];
+}
+
+/** The values of the unlabelled `names` in the server's `/metrics` (0 if absent). */
+async function metrics(httpUrl: string, names: string[]): Promise<number[]> {
+  const lines = (await (await fetch(`${httpUrl}/metrics`)).text()).split("\n");
+  return names.map((name) => {
+    const line = lines.find((l) => l.startsWith(name + " "));
+    return line === undefined ? 0 : Number(line.slice(name.length + 1));
+  });
+}
+
+/** The script engine's heap, from the server's `/metrics`. */
+async function sampleHeap(httpUrl: string): Promise<Sample["heap"]> {
+  const [total, used, external] = await metrics(
+    httpUrl,
+    ["heap_total", "heap_used", "external"].map((m) => `signaller_memory_${m}_bytes`),
+  );
+  return { totalKiB: total >> 10, usedKiB: used >> 10, externalKiB: external >> 10 };
 }
 
 /** Pauses the peers until every one is connected, described and idle; samples; resumes. */
@@ -399,21 +423,33 @@ async function quiescentSample(run: Run, pid: number, httpUrl: string): Promise<
   if (missing > 0) run.unexpected(`${missing} peers not back and idle for the sample`);
   // Let the grace of the dropped peers and the last writes settle; GC runs as it runs.
   await sleep(3000);
-  // The lowest of samples over a minute of idleness: the heap after the collector has run and
-  // given memory back (V8 does when allocation has stopped for a while), not between two runs.
+  // The lowest of samples over two minutes of idleness: the heap after the collector has run and
+  // given memory back, not between two runs. V8's memory reducer shrinks the heap once allocation
+  // has slowed down, 8 s after a collection at the soonest, and its watchdog at the latest 100 s
+  // after the last one: a shorter window measures when the collector ran, not what is held.
   const samples = [];
-  for (let i = 0; i < (run.o.sampleS ?? 60); i++) {
-    samples.push(await sampleProc(pid));
+  for (let i = 0; i < (run.o.sampleS ?? 120); i++) {
+    samples.push({ ...await sampleProc(pid), heap: await sampleHeap(httpUrl) });
     await sleep(1000);
   }
-  const lowest = (xs: number[]) => Math.min(...xs);
+  const lowest = samples.reduce((a, b) => b.rssKiB < a.rssKiB ? b : a);
   const connections = await metric(httpUrl, "signaller_connections");
   run.paused = false;
   return {
-    rssKiB: lowest(samples.map((s) => s.rssKiB)),
-    fds: lowest(samples.map((s) => s.fds)),
+    rssKiB: lowest.rssKiB,
+    fds: Math.min(...samples.map((s) => s.fds)),
     connections,
+    heap: lowest.heap,
   };
+}
+
+/**
+ * The command of `deno task start` (the way a Deno node is meant to run, with its V8 flags), or
+ * without V8 flags when `v8Defaults`.
+ */
+function denoStart(v8Defaults = false): string[] {
+  const start: string = JSON.parse(Deno.readTextFileSync(`${ROOT}deno.json`)).tasks.start;
+  return start.split(" ").filter((arg) => !(v8Defaults && arg.startsWith("--v8-flags=")));
 }
 
 /** Starts the server; resolves with its process, URL and its stderr lines (errors, warns). */
@@ -439,9 +475,11 @@ async function startSoakServer(o: SoakOptions, prefix: string) {
     "60000",
     ...(o.redis ? ["--redis", o.redis, "--redis-prefix", prefix] : []),
   ];
-  const [cmd, args] = o.runtime === "deno"
-    ? ["deno", ["run", "-A", "server.ts", ...flags]]
-    : ["bun", ["server.ts", ...flags]];
+  const [cmd, ...args] = o.runtime === "deno" ? [...denoStart(o.v8Defaults), ...flags] : [
+    "bun",
+    "server.ts",
+    ...flags,
+  ];
   const child = new Deno.Command(cmd, {
     args,
     cwd: ROOT,
@@ -523,9 +561,12 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
       try {
         const s = await sampleProc(server.child.pid);
         const conns = await metric(httpUrl, "signaller_connections");
+        const heap = await sampleHeap(httpUrl);
         const answered = Object.values(run.report.commands).reduce((a, b) => a + b, 0);
         say(
-          `rss ${(s.rssKiB / 1024).toFixed(1)} MiB, fds ${s.fds}, connections ${conns}, ` +
+          `rss ${(s.rssKiB / 1024).toFixed(1)} MiB (heap ${heap.usedKiB >> 10}/` +
+            `${heap.totalKiB >> 10}, external ${heap.externalKiB >> 10}), ` +
+            `fds ${s.fds}, connections ${conns}, ` +
             `commands ${answered}, slowest reply ${run.report.latency.maxMs} ms, ` +
             `unexpected ${JSON.stringify(run.report.unexpectedKinds)}`,
         );
@@ -623,6 +664,9 @@ function parseFlags(args: string[]): SoakOptions {
       case "--redis":
         o.redis = v;
         break;
+      case "--v8-defaults":
+        o.v8Defaults = true;
+        continue;
       default:
         throw new Error(`unknown flag ${args[i]}`);
     }

@@ -2,6 +2,7 @@
  * The HTTP routes next to the socket: health, metrics, the page at `/`, and
  * the routes of the front-ends that have their own.
  */
+import process from "node:process";
 import type { Frontend } from "./frontends/frontend.ts";
 import type { Hub } from "./hub/mod.ts";
 import { servePage } from "./page.ts";
@@ -30,7 +31,7 @@ export async function handleHttp(
           headers: { "content-type": "text/plain" },
         });
     case "/metrics":
-      return new Response(hub.metrics.render(), {
+      return new Response(hub.metrics.render(memory()), {
         headers: { "content-type": "text/plain; version=0.0.4" },
       });
     case "/":
@@ -38,6 +39,17 @@ export async function handleHttp(
     default:
       return new Response("not found\n", { status: 404 });
   }
+}
+
+/** The process's memory in bytes: resident, and the script engine's heap and what it holds outside. */
+function memory(): Record<string, number> {
+  const m = process.memoryUsage();
+  return {
+    memory_resident_bytes: m.rss,
+    memory_heap_total_bytes: m.heapTotal,
+    memory_heap_used_bytes: m.heapUsed,
+    memory_external_bytes: m.external,
+  };
 }
 
 /** Whether a WebSocket upgrade from `origin` is allowed by the `--allow-origin` list. */

@@ -66,10 +66,10 @@ export class Metrics {
     add(this.messagesOut, frontend, type, n);
   }
 
-  /** The Prometheus text exposition. */
-  render(): string {
+  /** The Prometheus text exposition, with `extra` gauges read by the caller. */
+  render(extra: Record<string, number> = {}): string {
     const out: string[] = [];
-    for (const [name, value] of Object.entries(this.gauges())) {
+    for (const [name, value] of Object.entries({ ...this.gauges(), ...extra })) {
       out.push(`# TYPE signaller_${name} gauge`, `signaller_${name} ${value}`);
     }
     const messages = (name: string, counts: Counts) => {

@@ -38,7 +38,7 @@ function gauge(m: ReturnType<typeof parseMetrics>, re: RegExp): number {
 }
 
 bbtest(
-  "GET /healthz is 200 ok; GET /metrics has connection, peer, channel gauges and message counters",
+  "GET /healthz is 200 ok; GET /metrics has connection, peer, channel and memory gauges and message counters",
   async (rt) => {
     await using s = await startServer({ runtime: rt });
     const h = await fetch(`${s.httpUrl}/healthz`);
@@ -82,6 +82,10 @@ bbtest(
     const histograms = [...m.types].filter(([, t]) => t === "histogram").map(([n]) => n);
     assert.ok(histograms.some((n) => /fan/.test(n)), `fan-out histogram in ${histograms}`);
     assert.ok(histograms.some((n) => /store/.test(n)), `store histogram in ${histograms}`);
+    // The process's memory: resident, and the engine's heap.
+    for (const name of ["resident", "heap_total", "heap_used", "external"]) {
+      assert.ok(gauge(m, new RegExp(`memory_${name}_bytes`)) > 0, `memory ${name} above 0`);
+    }
     for (const x of m.samples) assert.ok(!Number.isNaN(x.value), `${x.name} is a number`);
   },
 );
