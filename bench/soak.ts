@@ -19,15 +19,15 @@
  *
  * A Deno server runs as `deno task start` runs it, with its V8 flags (a
  * young generation of at most 8 MiB, see README "Security and reliability");
- * `--v8-defaults` runs it without them. With `--redis` the server gets a key prefix of its own (`soak-<random>:`),
- * whose keys are deleted afterwards. Every generated connection comes from
- * 127.0.0.1, so the server runs with `--max-conns-per-ip 0`, and with
- * `--history-ttl 20000 --retention-ms 20000`, so that what outlives a peer (its
- * grace, its inbox, an empty channel) is at its steady size within the
- * warm-up. Each peer acts every 20 s on average (`--think S`). The client
- * process holds `--conns` sockets, the server as many: mind `ulimit -n`.
- * Exits 1 when a check fails. Not part of `deno task test`; the 30-second form
- * is `tests/soak/soak_test.ts`.
+ * `--v8-defaults` runs it without them. With `--redis` the server gets a key
+ * prefix of its own (`soak-<random>:`), whose keys are deleted afterwards.
+ * Every generated connection comes from 127.0.0.1, so the server runs with
+ * `--max-conns-per-ip 0`, and with `--history-ttl 20000 --retention-ms 20000`,
+ * so that what outlives a peer (its grace, its inbox, an empty channel) is at
+ * its steady size within the warm-up. Each peer acts every 20 s on average
+ * (`--think S`). The client process holds `--conns` sockets, the server as
+ * many: mind `ulimit -n`. Exits 1 when a check fails. Not part of
+ * `deno task test`; the 30-second form is `tests/soak/soak_test.ts`.
  *
  * @module
  */
@@ -475,11 +475,9 @@ async function startSoakServer(o: SoakOptions, prefix: string) {
     "60000",
     ...(o.redis ? ["--redis", o.redis, "--redis-prefix", prefix] : []),
   ];
-  const [cmd, ...args] = o.runtime === "deno" ? [...denoStart(o.v8Defaults), ...flags] : [
-    "bun",
-    "server.ts",
-    ...flags,
-  ];
+  const [cmd, ...args] = o.runtime === "deno"
+    ? [...denoStart(o.v8Defaults), ...flags]
+    : ["bun", "server.ts", ...flags];
   const child = new Deno.Command(cmd, {
     args,
     cwd: ROOT,

@@ -41,7 +41,7 @@ export async function handleHttp(
   }
 }
 
-/** The process's memory in bytes: resident, and the script engine's heap and what it holds outside. */
+/** The process's memory in bytes: resident, the script engine's heap, what it holds outside. */
 function memory(): Record<string, number> {
   const m = process.memoryUsage();
   return {
